@@ -1,0 +1,50 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+ML_VENV := .venv-ml
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.12.3
+export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)/include
+
+.PHONY: all env ml-env demo test test-airflow test-ml lint format bench-images bench-upload bench-model mwaa-bundle clean
+
+all: test
+
+$(VENV)/.installed: requirements.txt requirements/airflow-dev.txt constraints/airflow-3.3.1-py3.12.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q uv==$(UV_VERSION)
+	sed '/^--constraint/d' requirements.txt > $(VENV)/requirements-mwaa.txt
+	$(UV) pip install -q --python $(VENV)/bin/python \
+	  -c constraints/airflow-3.3.1-py3.12.txt \
+	  -r $(VENV)/requirements-mwaa.txt -r requirements/airflow-dev.txt
+	touch $@
+
+$(ML_VENV)/.installed: requirements/ml-tools.txt $(VENV)/.installed
+	test -x $(ML_VENV)/bin/python || $(UV) venv -q --python $(PYTHON) $(ML_VENV)
+	$(UV) pip install -q --python $(ML_VENV)/bin/python -r requirements/ml-tools.txt
+	touch $@
+
+env: $(VENV)/.installed
+ml-env: $(ML_VENV)/.installed
+
+## Run the whole DAG on the embedded emulator and print its summary.
+demo: env ml-env
+	$(VENV)/bin/python scripts/demo.py $(DEMO_ARGS)
+
+## The test suite: lint, the Airflow environment's tests, then the ML tools environment's.
+test: env ml-env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(ML_VENV)/bin/python -m pytest -c tests/ml_tools/pytest.ini tests/ml_tools $(PYTEST_ARGS)
+
+lint: env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: env
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) $(ML_VENV) .demo build .pytest_cache
