@@ -1,0 +1,1 @@
+"""AWS hooks of the DeepLens pipeline."""

@@ -1,0 +1,1 @@
+"""Deferral triggers of the DeepLens pipeline."""
