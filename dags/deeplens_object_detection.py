@@ -1,0 +1,116 @@
+"""DeepLens object detection, end to end: photos → labels → SSD model → camera.
+
+Stages (the original guide's steps in brackets): prepare and upload images [1, 2], label the new
+ones with Ground Truth [3], split the labels 80/20 [4], train or tune the built-in object detector
+[4], repack the model for the device [5], publish the inference Lambda [6] and deploy both to the
+DeepLens [7]. Every value comes from the typed Params below (the trigger form); every AWS call
+goes through the one connection ``aws_deeplens``, whose ``endpoint_url`` may point at the embedded
+emulator. This file only wires; the work is in the ``deeplens_pipeline`` plugin package.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Param, TriggerRule, task
+from deeplens_pipeline.operators.base import DEFAULT_CONN_ID
+from deeplens_pipeline.operators.config import CheckParamsOperator
+from deeplens_pipeline.operators.deploy import DeployToDeviceOperator, PublishInferenceLambdaOperator
+from deeplens_pipeline.operators.images import build_images_group
+from deeplens_pipeline.operators.labeling import GroundTruthLabelingOperator
+from deeplens_pipeline.operators.model import RepackModelOperator
+from deeplens_pipeline.operators.split import SplitManifestOperator
+from deeplens_pipeline.operators.summary import RunSummaryOperator
+from deeplens_pipeline.operators.training import (
+    DeepLensTrainingOperator,
+    DeepLensTuningOperator,
+    PickModelOperator,
+)
+from deeplens_pipeline.params import PARAM_SPECS
+
+CONN_ID = os.environ.get("DEEPLENS_AWS_CONN_ID", DEFAULT_CONN_ID)
+
+with DAG(
+    dag_id="deeplens_object_detection",
+    description="Photos to a DeepLens object detector: label, train, repack, deploy",
+    doc_md=__doc__,
+    schedule=os.environ.get("DEEPLENS_SCHEDULE") or None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    render_template_as_native_obj=True,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "aws_conn_id": CONN_ID},
+    params={
+        name: Param(spec.default, description=spec.description, section=spec.section, **spec.schema)
+        for name, spec in PARAM_SPECS.items()
+    },
+    tags=["deeplens", "sagemaker", "object-detection"],
+) as dag:
+    check = CheckParamsOperator(task_id="check_params", retries=0)
+
+    images = build_images_group(
+        source="{{ params.image_source }}",
+        bucket="{{ params.bucket }}",
+        input_prefix="{{ params.input_prefix }}",
+        image_shape="{{ params.image_shape }}",
+        resize_mode="{{ params.resize_mode }}",
+        pad_color="{{ params.pad_color }}",
+        quality="{{ params.jpeg_quality }}",
+        max_reject_share="{{ params.max_reject_share }}",
+        label_attribute="{{ params.label_attribute }}",
+        classes="{{ params.classes }}",
+        aws_conn_id=CONN_ID,
+    )
+
+    label = GroundTruthLabelingOperator(task_id="label_images")
+    split = SplitManifestOperator(task_id="split_manifest")
+
+    @task.branch(task_id="choose_training")
+    def choose_training(params: dict | None = None) -> str:
+        """One training job, or a tuning job, as params.training_mode says."""
+        return "tune_model" if params["training_mode"] == "tune" else "train_model"
+
+    branch = choose_training()
+    train = DeepLensTrainingOperator(task_id="train_model", split=split.output, region_name="{{ params.region }}")
+    tune = DeepLensTuningOperator(task_id="tune_model", split=split.output, region_name="{{ params.region }}")
+    pick = PickModelOperator(task_id="pick_model", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    repack = RepackModelOperator(task_id="repack_model", model=pick.output)
+
+    publish = PublishInferenceLambdaOperator(
+        task_id="publish_lambda",
+        function_name="{{ params.lambda_function_name }}",
+        role_arn="{{ params.role_arn }}",
+        model_name=repack.output["model_name"],
+        labels="{{ params.classes }}",
+        image_shape="{{ params.image_shape }}",
+        thing_name="{{ params.thing_name }}",
+        threshold="{{ params.detection_threshold }}",
+        region_name="{{ params.region }}",
+    )
+    deploy = DeployToDeviceOperator(
+        task_id="deploy_to_device",
+        method="{{ params.deploy_method }}",
+        thing_name="{{ params.thing_name }}",
+        model_s3_uri=repack.output["deploy_model_uri"],
+        model_name=repack.output["model_name"],
+        lambda_version_arn=publish.output["version_arn"],
+        poll_seconds="{{ params.poll_seconds }}",
+        region_name="{{ params.region }}",
+    )
+    summary = RunSummaryOperator(
+        task_id="summary",
+        results={
+            "images": images,
+            "labeling": label.output,
+            "split": split.output,
+            "model": pick.output,
+            "repack": repack.output,
+            "function": publish.output,
+            "deployment": deploy.output,
+        },
+    )
+
+    check >> images
+    images >> label >> split >> branch >> [train, tune] >> pick
+    deploy >> summary

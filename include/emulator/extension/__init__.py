@@ -1,0 +1,32 @@
+"""Our extension of moto: what moto 5.2.5 lacks for this pipeline, kept apart from moto itself.
+
+- :mod:`.groundtruth`: Ground Truth labelling jobs and work teams, with a simulated workforce.
+- :mod:`.training`: training jobs that run over real time and write a real ``model.tar.gz``
+  (produced by the ML tools environment), and tuning jobs made of such training jobs.
+- :mod:`.greengrass`: a simulated DeepLens that applies Greengrass V1 deployments.
+
+:func:`install` registers them on moto's response classes and backends at start-up; it is
+idempotent. The DAG talks to the emulator only over HTTP through boto3, as it would to AWS.
+"""
+
+from __future__ import annotations
+
+from emulator.extension import greengrass, groundtruth, training
+from emulator.extension.runtime import Runtime
+from emulator.settings import EmulatorSettings
+
+_installed: Runtime | None = None
+
+
+def install(settings: EmulatorSettings, endpoint_url: str) -> Runtime:
+    """Register the extension in this process's moto and return its runtime (call once per server)."""
+    global _installed
+    settings.validate()
+    runtime = Runtime(settings=settings, endpoint_url=endpoint_url)
+    if _installed is None:
+        groundtruth.register()
+        training.register()
+        greengrass.register()
+    _installed = runtime
+    Runtime.current = runtime
+    return runtime

@@ -1,0 +1,329 @@
+"""Ground Truth for the emulator: labelling jobs, work teams, and a simulated workforce.
+
+moto 5.2.5 has neither. The API is SageMaker's (CreateLabelingJob, DescribeLabelingJob,
+ListLabelingJobs, StopLabelingJob, CreateWorkteam, DescribeWorkteam, ListWorkteams), served by
+moto's SageMaker endpoint so boto3 validates every request and response against the service model.
+
+The simulated workforce labels each image from the sample dataset's answer key after a delay.
+It finds the answer by the S3 object's ``deeplens-source`` metadata (written by the upload stage),
+maps the boxes through the ``deeplens-transform`` metadata (the preprocessing geometry) and writes
+``<S3OutputPath>/<job>/manifests/output/output.manifest`` in Ground Truth's real format. A job tagged
+``emulator:outcome=Failed`` fails (reason from the tag ``emulator:failure-reason``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from moto.core.responses import ActionResult, EmptyResult
+from moto.sagemaker.exceptions import ResourceInUseException, ResourceNotFound, ValidationError
+from moto.sagemaker.responses import SageMakerResponse
+from PIL import Image
+
+from emulator.extension.runtime import Runtime
+
+log = logging.getLogger("emulator.groundtruth")
+
+_lock = threading.Lock()
+_jobs: dict[tuple[str, str, str], dict[str, Any]] = {}
+_workteams: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` → (bucket, key); ValueError naming the URI otherwise."""
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
+    bucket, key = uri[5:].split("/", 1)
+    return bucket, key
+
+
+# --- work teams -----------------------------------------------------------------------------
+
+
+def _create_workteam(self: SageMakerResponse) -> ActionResult:
+    name = self._get_param("WorkteamName")
+    key = (self.current_account, self.region, name)
+    with _lock:
+        if key in _workteams:
+            raise ResourceInUseException(f"Workteam {name} already exists")
+        arn = f"arn:aws:sagemaker:{self.region}:{self.current_account}:workteam/private-crowd/{name}"
+        _workteams[key] = {
+            "WorkteamName": name,
+            "MemberDefinitions": self._get_param("MemberDefinitions"),
+            "WorkteamArn": arn,
+            "Description": self._get_param("Description"),
+            "CreateDate": _now(),
+            "LastUpdatedDate": _now(),
+            "SubDomain": f"{name}.labeling.{self.region}.sagemaker.aws",
+        }
+    return ActionResult({"WorkteamArn": arn})
+
+
+def _find_workteam(account: str, region: str, arn: str) -> dict[str, Any] | None:
+    with _lock:
+        return next((t for (a, r, _), t in _workteams.items() if (a, r) == (account, region)
+                     and t["WorkteamArn"] == arn), None)
+
+
+def _describe_workteam(self: SageMakerResponse) -> ActionResult:
+    name = self._get_param("WorkteamName")
+    team = _workteams.get((self.current_account, self.region, name))
+    if team is None:
+        raise ValidationError(f"Workteam {name} does not exist")
+    return ActionResult({"Workteam": team})
+
+
+def _list_workteams(self: SageMakerResponse) -> ActionResult:
+    teams = [t for (a, r, _), t in sorted(_workteams.items()) if (a, r) == (self.current_account, self.region)]
+    return ActionResult({"Workteams": teams})
+
+
+# --- labelling jobs -------------------------------------------------------------------------
+
+
+def _create_labeling_job(self: SageMakerResponse) -> ActionResult:
+    name = self._get_param("LabelingJobName")
+    attribute = self._get_param("LabelAttributeName")
+    if attribute.endswith(("-metadata", "-ref")):
+        raise ValidationError(f"LabelAttributeName {attribute!r} must not end with '-metadata' or '-ref'")
+    human = self._get_param("HumanTaskConfig")
+    if _find_workteam(self.current_account, self.region, human["WorkteamArn"]) is None \
+            and ":workteam/public-crowd/" not in human["WorkteamArn"]:
+        raise ValidationError(f"Workteam {human['WorkteamArn']} does not exist")
+    key = (self.current_account, self.region, name)
+    arn = f"arn:aws:sagemaker:{self.region}:{self.current_account}:labeling-job/{name.lower()}"
+    with _lock:
+        if key in _jobs:
+            raise ResourceInUseException(f"Labeling job {name} already exists (ARN {_jobs[key]['LabelingJobArn']})")
+        now = _now()
+        job = {
+            "LabelingJobName": name,
+            "LabelingJobArn": arn,
+            "LabelingJobStatus": "InProgress",
+            "LabelCounters": _counters(0, 0),
+            "CreationTime": now,
+            "LastModifiedTime": now,
+            "JobReferenceCode": name[:16],
+            "LabelAttributeName": attribute,
+            "InputConfig": self._get_param("InputConfig"),
+            "OutputConfig": self._get_param("OutputConfig"),
+            "RoleArn": self._get_param("RoleArn"),
+            "LabelCategoryConfigS3Uri": self._get_param("LabelCategoryConfigS3Uri"),
+            "StoppingConditions": self._get_param("StoppingConditions"),
+            "HumanTaskConfig": human,
+            "Tags": self._get_param("Tags") or [],
+        }
+        job = {k: v for k, v in job.items() if v is not None}
+        _jobs[key] = job
+    runtime = Runtime.get()
+    runtime.spawn(f"labeling-{name}", lambda: _workforce(runtime, key))
+    return ActionResult({"LabelingJobArn": arn})
+
+
+def _counters(labeled: int, unlabeled: int, failed: int = 0) -> dict[str, int]:
+    return {
+        "TotalLabeled": labeled,
+        "HumanLabeled": labeled,
+        "MachineLabeled": 0,
+        "FailedNonRetryableError": failed,
+        "Unlabeled": unlabeled,
+    }
+
+
+def _get_job(self: SageMakerResponse) -> dict[str, Any]:
+    name = self._get_param("LabelingJobName")
+    job = _jobs.get((self.current_account, self.region, name))
+    if job is None:
+        raise ResourceNotFound(f"Could not find labeling job {name}")
+    return job
+
+
+def _describe_labeling_job(self: SageMakerResponse) -> ActionResult:
+    with _lock:
+        return ActionResult(dict(_get_job(self)))
+
+
+def _summary(job: dict[str, Any]) -> dict[str, Any]:
+    keys = ("LabelingJobName", "LabelingJobArn", "CreationTime", "LastModifiedTime", "LabelingJobStatus",
+            "LabelCounters", "FailureReason", "LabelingJobOutput", "InputConfig")
+    summary = {k: job[k] for k in keys if k in job}
+    summary["WorkteamArn"] = job["HumanTaskConfig"]["WorkteamArn"]
+    summary["PreHumanTaskLambdaArn"] = job["HumanTaskConfig"].get("PreHumanTaskLambdaArn", "")
+    return summary
+
+
+def _list_labeling_jobs(self: SageMakerResponse) -> ActionResult:
+    status = self._get_param("StatusEquals")
+    contains = self._get_param("NameContains")
+    descending = self._get_param("SortOrder", "Descending") == "Descending"
+    max_results = self._get_param("MaxResults") or 100
+    with _lock:
+        jobs = [
+            _summary(j) for (a, r, _), j in _jobs.items()
+            if (a, r) == (self.current_account, self.region)
+            and (not status or j["LabelingJobStatus"] == status)
+            and (not contains or contains.lower() in j["LabelingJobName"].lower())
+        ]
+    jobs.sort(key=lambda j: j["CreationTime"], reverse=descending)
+    return ActionResult({"LabelingJobSummaryList": jobs[:max_results]})
+
+
+def _stop_labeling_job(self: SageMakerResponse) -> EmptyResult:
+    with _lock:
+        job = _get_job(self)
+        if job["LabelingJobStatus"] == "InProgress":
+            job["LabelingJobStatus"] = "Stopping"
+            job["LastModifiedTime"] = _now()
+    return EmptyResult()
+
+
+# --- the simulated workforce ----------------------------------------------------------------
+
+
+def load_answer_keys(paths: tuple[Path, ...]) -> dict[str, dict[str, Any]]:
+    """File name → answer (width, height, objects) from every answer key."""
+    answers: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        data = json.loads(path.read_text())
+        for name, entry in data["images"].items():
+            answers[PurePosixPath(name).name] = entry
+    return answers
+
+
+def map_box(obj: dict[str, Any], transform: dict[str, Any]) -> dict[str, int] | None:
+    """A source-image box mapped into the prepared image, clipped; None when mostly outside."""
+    s, dx, dy, size = transform["scale"], transform["dx"], transform["dy"], transform["size"]
+    left, top = obj["left"] * s + dx, obj["top"] * s + dy
+    right, bottom = left + obj["width"] * s, top + obj["height"] * s
+    area = (right - left) * (bottom - top)
+    cl, ct = max(0.0, left), max(0.0, top)
+    cr, cb = min(float(size), right), min(float(size), bottom)
+    if cr - cl < 2 or cb - ct < 2 or (cr - cl) * (cb - ct) < 0.5 * area:
+        return None
+    return {"left": round(cl), "top": round(ct), "width": round(cr - cl), "height": round(cb - ct)}
+
+
+def _set(key: tuple[str, str, str], **fields: Any) -> None:
+    with _lock:
+        _jobs[key].update(fields, LastModifiedTime=_now())
+
+
+def _status(key: tuple[str, str, str]) -> str:
+    with _lock:
+        return _jobs[key]["LabelingJobStatus"]
+
+
+def _workforce(runtime: Runtime, key: tuple[str, str, str]) -> None:
+    account, region, name = key
+    job = dict(_jobs[key])
+    deadline = time.monotonic() + runtime.settings.labeling_delay_seconds
+    while time.monotonic() < deadline:
+        if _status(key) == "Stopping":
+            _set(key, LabelingJobStatus="Stopped", FailureReason="Stopped by StopLabelingJob")
+            return
+        time.sleep(0.1)
+    tags = {t["Key"]: t["Value"] for t in job.get("Tags", [])}
+    if tags.get("emulator:outcome") == "Failed":
+        _set(key, LabelingJobStatus="Failed",
+             FailureReason=tags.get("emulator:failure-reason", "Simulated failure (emulator:outcome=Failed)"))
+        return
+    s3 = runtime.client("s3", region)
+    try:
+        lines, classes = _read_inputs(s3, job)
+        answers = load_answer_keys(runtime.settings.answer_keys)
+        output = [_label(s3, job, line, classes, answers) for line in lines]
+    except Exception as err:  # the job fails with the reason, as Ground Truth reports it
+        log.warning("labelling job %s failed: %s", name, err)
+        _set(key, LabelingJobStatus="Failed", FailureReason=f"ClientError: {err}")
+        return
+    if _status(key) == "Stopping":
+        _set(key, LabelingJobStatus="Stopped", FailureReason="Stopped by StopLabelingJob")
+        return
+    out_uri = f"{job['OutputConfig']['S3OutputPath'].rstrip('/')}/{name}/manifests/output/output.manifest"
+    bucket, out_key = split_s3_uri(out_uri)
+    s3.put_object(Bucket=bucket, Key=out_key, Body="".join(json.dumps(o) + "\n" for o in output).encode())
+    _set(
+        key,
+        LabelingJobStatus="Completed",
+        LabelCounters=_counters(len(output), 0),
+        LabelingJobOutput={"OutputDatasetS3Uri": out_uri},
+    )
+    log.info("labelling job %s completed: %d images", name, len(output))
+
+
+def _read_inputs(s3: Any, job: dict[str, Any]) -> tuple[list[str], list[str]]:
+    manifest_uri = job["InputConfig"]["DataSource"]["S3DataSource"]["ManifestS3Uri"]
+    bucket, key = split_s3_uri(manifest_uri)
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    except s3.exceptions.ClientError as err:
+        raise ValueError(f"the input manifest {manifest_uri} could not be read ({err})") from None
+    lines = [line for line in body.splitlines() if line.strip()]
+    if not lines:
+        raise ValueError(f"the input manifest {manifest_uri} is empty")
+    config_uri = job.get("LabelCategoryConfigS3Uri")
+    if not config_uri:
+        raise ValueError("LabelCategoryConfigS3Uri is required for bounding-box jobs")
+    cb, ck = split_s3_uri(config_uri)
+    config = json.loads(s3.get_object(Bucket=cb, Key=ck)["Body"].read())
+    return lines, [entry["label"] for entry in config["labels"]]
+
+
+def _label(
+    s3: Any, job: dict[str, Any], line: str, classes: list[str], answers: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    ref = json.loads(line)["source-ref"]
+    bucket, key = split_s3_uri(ref)
+    obj = s3.get_object(Bucket=bucket, Key=key)
+    with Image.open(io.BytesIO(obj["Body"].read())) as image:
+        width, height = image.size
+        depth = len(image.getbands())
+    meta = obj.get("Metadata", {})
+    answer = answers.get(PurePosixPath(meta.get("deeplens-source", key)).name)
+    annotations = []
+    if answer is not None and "deeplens-transform" in meta:
+        transform = json.loads(meta["deeplens-transform"])
+        for item in answer["objects"]:
+            if item["label"] not in classes:
+                continue
+            box = map_box(item, transform)
+            if box is not None:
+                annotations.append({"class_id": classes.index(item["label"]), **box})
+    elif answer is None:
+        log.info("no answer for %s: the simulated worker draws no box", ref)
+    attribute = job["LabelAttributeName"]
+    return {
+        "source-ref": ref,
+        attribute: {"image_size": [{"width": width, "height": height, "depth": depth}],
+                    "annotations": annotations},
+        f"{attribute}-metadata": {
+            "objects": [{"confidence": 0.09} for _ in annotations],
+            "class-map": {str(i): c for i, c in enumerate(classes)},
+            "type": "groundtruth/object-detection",
+            "human-annotated": "yes",
+            "creation-date": _now().strftime("%Y-%m-%dT%H:%M:%S.%f"),
+            "job-name": f"labeling-job/{job['LabelingJobName']}",
+        },
+    }
+
+
+def register() -> None:
+    """Add the Ground Truth and work-team actions to moto's SageMaker endpoint."""
+    SageMakerResponse.create_labeling_job = _create_labeling_job
+    SageMakerResponse.describe_labeling_job = _describe_labeling_job
+    SageMakerResponse.list_labeling_jobs = _list_labeling_jobs
+    SageMakerResponse.stop_labeling_job = _stop_labeling_job
+    SageMakerResponse.create_workteam = _create_workteam
+    SageMakerResponse.describe_workteam = _describe_workteam
+    SageMakerResponse.list_workteams = _list_workteams

@@ -1,0 +1,394 @@
+"""Training and tuning jobs that do real work, for the emulator.
+
+moto 5.2.5 completes a training job the moment it is created and writes no artefact. Here a
+training job moves InProgress → Completed (or Failed/Stopped) over real time: the channels'
+augmented manifests and their images are staged from the emulated S3, the ML tools environment
+(mxnet, a separate Python) trains or builds the SSD (``python -m ml_tools.train``), its log goes to
+CloudWatch Logs as SageMaker's does, ``validation:mAP`` is read from the log with the built-in
+algorithm's metric regex, and ``model.tar.gz`` is uploaded to ``<S3OutputPath>/<job>/output/``.
+
+A tuning job runs its training jobs one at a time through the same path, sampling the request's
+ranges, and reports the best as ``BestTrainingJob``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import re
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from moto.core.responses import ActionResult, EmptyResult
+from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
+from moto.sagemaker.models import sagemaker_backends
+from moto.sagemaker.responses import SageMakerResponse
+
+from emulator.extension.groundtruth import split_s3_uri
+from emulator.extension.runtime import Runtime
+from emulator.settings import REPO_ROOT
+
+log = logging.getLogger("emulator.training")
+
+METRIC_NAME = "validation:mAP"
+METRIC_REGEX = r"#quality_metric: host=\S+, epoch=\S+, validation mAP <score>=\(([0-9.eE+-]+)\)"
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+_stop_requests: set[tuple[str, str, str]] = set()
+_lock = threading.Lock()
+
+_original_create_training_job = SageMakerResponse.create_training_job
+_original_create_tuning_job = SageMakerResponse.create_hyper_parameter_tuning_job
+_original_describe_tuning_job = SageMakerResponse.describe_hyper_parameter_tuning_job
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- training jobs --------------------------------------------------------------------------
+
+
+def _create_training_job(self: SageMakerResponse) -> ActionResult:
+    name = self._get_param("TrainingJobName")
+    backend = self.sagemaker_backend
+    if name in backend.training_jobs:
+        raise ResourceInUseException(
+            f"Training job names must be unique within an AWS account and region, and a training job "
+            f"with this name already exists ({backend.training_jobs[name].arn})"
+        )
+    for channel in self._get_param("InputDataConfig") or []:
+        source = channel["DataSource"].get("S3DataSource", {})
+        if source.get("S3DataType") != "AugmentedManifestFile":
+            raise ValidationError(
+                f"channel {channel['ChannelName']}: the emulator trains from AugmentedManifestFile "
+                f"channels only, not {source.get('S3DataType')}"
+            )
+    result = _original_create_training_job(self)
+    job = backend.training_jobs[name]
+    job.training_job_status = "InProgress"
+    job.secondary_status = "Starting"
+    job.final_metric_data_list = []
+    job.model_artifacts = None
+    job.training_end_time = None
+    job.algorithm_specification["MetricDefinitions"] = [{"Name": METRIC_NAME, "Regex": METRIC_REGEX}]
+    runtime = Runtime.get()
+    key = (self.current_account, self.region, name)
+    runtime.spawn(f"training-{name}", lambda: _run_training(runtime, key))
+    return result
+
+
+def _stop_training_job(self: SageMakerResponse) -> EmptyResult:
+    name = self._get_param("TrainingJobName")
+    job = self.sagemaker_backend.training_jobs.get(name)
+    if job is None:
+        raise ValidationError(f"Requested resource not found: training job {name}")
+    if job.training_job_status == "InProgress":
+        job.training_job_status = "Stopping"
+        with _lock:
+            _stop_requests.add((self.current_account, self.region, name))
+    return EmptyResult()
+
+
+def _transition(job: Any, status: str, message: str) -> None:
+    now = _now()
+    transitions = job.secondary_status_transitions
+    if transitions and "EndTime" not in transitions[-1]:
+        transitions[-1]["EndTime"] = now
+    transitions.append({"Status": status, "StartTime": now, "StatusMessage": message})
+    job.secondary_status = status
+    job.last_modified_time = now
+
+
+def _finish(job: Any, status: str, reason: str | None = None) -> None:
+    now = _now()
+    job.training_job_status = status
+    job.training_end_time = now
+    job.last_modified_time = now
+    if reason:
+        job.failure_reason = reason
+    transitions = job.secondary_status_transitions
+    if transitions and "EndTime" not in transitions[-1]:
+        transitions[-1]["EndTime"] = now
+    job.secondary_status = {"Completed": "Completed", "Failed": "Failed"}.get(status, "Stopped")
+
+
+def stage_channel(s3: Any, manifest_uri: str, attribute: str, dest: Path) -> Path:
+    """Download an augmented manifest and its images; write a manifest of local paths."""
+    bucket, key = split_s3_uri(manifest_uri)
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    except s3.exceptions.ClientError as err:
+        raise RuntimeError(f"ClientError: cannot read the manifest {manifest_uri}: {err}") from None
+    images = dest / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    out_lines = []
+    for number, line in enumerate(body.splitlines(), start=1):
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        if attribute not in record:
+            raise RuntimeError(f"ClientError: {manifest_uri} line {number} has no attribute {attribute!r}")
+        ref = record["source-ref"]
+        ib, ik = split_s3_uri(ref)
+        local = images / (hashlib.sha1(ref.encode()).hexdigest()[:16] + Path(ik).suffix)
+        if not local.exists():
+            s3.download_file(ib, ik, str(local))
+        record["source-ref"] = str(local)
+        out_lines.append(json.dumps(record))
+    manifest = dest / "channel.manifest"
+    manifest.write_text("\n".join(out_lines) + "\n")
+    return manifest
+
+
+class _LogSink:
+    """Send a job's log lines to CloudWatch Logs, as SageMaker's algorithm containers do."""
+
+    def __init__(self, runtime: Runtime, region: str, job_name: str) -> None:
+        self.logs = runtime.client("logs", region)
+        self.stream = f"{job_name}/algo-1-{int(time.time())}"
+        try:
+            self.logs.create_log_group(logGroupName=LOG_GROUP)
+        except self.logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        self.logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=self.stream)
+        self.pending: list[dict[str, Any]] = []
+
+    def write(self, line: str) -> None:
+        self.pending.append({"timestamp": int(time.time() * 1000), "message": line})
+        if len(self.pending) >= 50:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=self.stream, logEvents=self.pending)
+            self.pending = []
+
+
+def _run_training(runtime: Runtime, key: tuple[str, str, str]) -> None:
+    account, region, name = key
+    job = sagemaker_backends[account][region].training_jobs[name]
+    settings = runtime.settings
+    work = settings.work_dir / "training" / name
+    work.mkdir(parents=True, exist_ok=True)
+    s3 = runtime.client("s3", region)
+    sink = _LogSink(runtime, region, name)
+    try:
+        _transition(job, "Downloading", "Downloading input data")
+        channels = {}
+        for channel in job.input_data_config:
+            source = channel["DataSource"]["S3DataSource"]
+            attribute = source["AttributeNames"][-1]
+            channels[channel["ChannelName"]] = stage_channel(
+                s3, source["S3Uri"], attribute, work / channel["ChannelName"]
+            )
+        missing = {"train", "validation"} - set(channels)
+        if missing:
+            raise RuntimeError(f"ClientError: the object-detection algorithm needs channels {sorted(missing)}")
+        hp_path = work / "hyperparameters.json"
+        hp_path.write_text(json.dumps(job.hyper_parameters or {}))
+        output = work / "model.tar.gz"
+        command = [
+            settings.ml_python, "-m", "ml_tools.train",
+            "--mode", settings.training_mode,
+            "--train", str(channels["train"]),
+            "--validation", str(channels["validation"]),
+            "--label-attribute", attribute,
+            "--hyperparameters", str(hp_path),
+            "--output", str(output),
+            "--backbone", settings.training_backbone,
+            "--max-seconds", str(settings.training_max_seconds),
+        ]
+        _transition(job, "Training", "Training image download completed. Training in progress.")
+        best = _run_container(command, sink, key)
+        if best is None and job.training_job_status == "Stopping":
+            _finish(job, "Stopped")
+            return
+        _transition(job, "Uploading", "Uploading generated training model")
+        out_uri = f"{job.output_data_config['S3OutputPath'].rstrip('/')}/{name}/output/model.tar.gz"
+        bucket, out_key = split_s3_uri(out_uri)
+        s3.upload_file(str(output), bucket, out_key)
+        job.model_artifacts = {"S3ModelArtifacts": out_uri}
+        job.final_metric_data_list = [{"MetricName": METRIC_NAME, "Value": best, "Timestamp": _now()}]
+        _finish(job, "Completed")
+        log.info("training job %s completed, %s=%s", name, METRIC_NAME, best)
+    except Exception as err:
+        message = str(err) if str(err).startswith(("ClientError", "AlgorithmError")) else f"AlgorithmError: {err}"
+        sink.write(message)
+        _finish(job, "Failed", message)
+        log.warning("training job %s failed: %s", name, message)
+    finally:
+        sink.flush()
+
+
+def _run_container(command: list[str], sink: _LogSink, key: tuple[str, str, str]) -> float | None:
+    """Run the ML tools trainer; stream its log; return the best validation mAP (None if stopped)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "include"), PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1
+    )
+    pattern = re.compile(METRIC_REGEX)
+    scores: list[float] = []
+    last_lines: list[str] = []
+    assert process.stdout is not None
+    for raw in process.stdout:
+        line = raw.rstrip("\n")
+        sink.write(line)
+        last_lines = [*last_lines[-4:], line]
+        match = pattern.search(line)
+        if match:
+            scores.append(float(match.group(1)))
+        with _lock:
+            if key in _stop_requests:
+                process.terminate()
+    code = process.wait()
+    with _lock:
+        if key in _stop_requests:
+            _stop_requests.discard(key)
+            return None
+    if code != 0:
+        reason = next((line for line in reversed(last_lines) if line.strip()), f"exit code {code}")
+        raise RuntimeError(f"AlgorithmError: {reason}")
+    if not scores:
+        raise RuntimeError("AlgorithmError: the algorithm reported no validation mAP")
+    return max(scores)
+
+
+# --- tuning jobs ----------------------------------------------------------------------------
+
+
+def _create_tuning_job(self: SageMakerResponse) -> ActionResult:
+    name = self._get_param("HyperParameterTuningJobName")
+    if len(name) > 32:
+        raise ValidationError(f"HyperParameterTuningJobName {name!r} is longer than 32 characters")
+    result = _original_create_tuning_job(self)
+    job = self.sagemaker_backend.hyper_parameter_tuning_jobs[name]
+    job.hyper_parameter_tuning_job_status = "InProgress"
+    job.hyper_parameter_tuning_end_time = None
+    job.training_job_status_counters = {k: 0 for k in job.training_job_status_counters}
+    job.objective_status_counters = {k: 0 for k in job.objective_status_counters}
+    job.best_training_job = None
+    job.OverallBestTrainingJob = None
+    job.tuning_job_completion_details = None
+    job.consumed_resources = None
+    job.failure_reason = None
+    runtime = Runtime.get()
+    key = (self.current_account, self.region, name)
+    runtime.spawn(f"tuning-{name}", lambda: _run_tuning(runtime, key))
+    return result
+
+
+def _describe_tuning_job(self: SageMakerResponse) -> ActionResult:
+    result = _original_describe_tuning_job(self)
+    body = {k: v for k, v in result.result.items() if v is not None}
+    return ActionResult(body)
+
+
+def sample_hyperparameters(ranges: dict[str, Any], rng: random.Random) -> dict[str, str]:
+    """One draw from a tuning job's parameter ranges (log-uniform where the scaling says so)."""
+    values: dict[str, str] = {}
+    for item in ranges.get("ContinuousParameterRanges", []):
+        low, high = float(item["MinValue"]), float(item["MaxValue"])
+        if item.get("ScalingType") in ("Logarithmic", "ReverseLogarithmic"):
+            value = math.exp(rng.uniform(math.log(low), math.log(high)))
+        else:
+            value = rng.uniform(low, high)
+        values[item["Name"]] = f"{value:.6g}"
+    for item in ranges.get("IntegerParameterRanges", []):
+        values[item["Name"]] = str(rng.randint(int(item["MinValue"]), int(item["MaxValue"])))
+    for item in ranges.get("CategoricalParameterRanges", []):
+        values[item["Name"]] = rng.choice(item["Values"])
+    return values
+
+
+def _run_tuning(runtime: Runtime, key: tuple[str, str, str]) -> None:
+    account, region, name = key
+    job = sagemaker_backends[account][region].hyper_parameter_tuning_jobs[name]
+    config = job.hyper_parameter_tuning_job_config
+    definition = job.training_job_definition
+    requested = int(config["ResourceLimits"]["MaxNumberOfTrainingJobs"])
+    count = min(requested, runtime.settings.max_tuning_jobs)
+    if count < requested:
+        log.warning("tuning job %s asks for %d training jobs; the emulator runs %d (EMULATOR_MAX_TUNING_JOBS)",
+                    name, requested, count)
+    objective = config["HyperParameterTuningJobObjective"]
+    sagemaker = runtime.client("sagemaker", region)
+    rng = random.Random(name)
+    results: list[dict[str, Any]] = []
+    for index in range(count):
+        tuned = sample_hyperparameters(config.get("ParameterRanges", {}), rng)
+        suffix = hashlib.sha1(f"{name}-{index}".encode()).hexdigest()[:8]
+        training_name = f"{name}-{index + 1:03d}-{suffix}"
+        request = {
+            "TrainingJobName": training_name,
+            "HyperParameters": {**definition.get("StaticHyperParameters", {}), **tuned},
+            "AlgorithmSpecification": {k: v for k, v in definition["AlgorithmSpecification"].items()
+                                       if k != "MetricDefinitions"},
+            "RoleArn": definition["RoleArn"],
+            "InputDataConfig": definition["InputDataConfig"],
+            "OutputDataConfig": definition["OutputDataConfig"],
+            "ResourceConfig": definition["ResourceConfig"],
+            "StoppingCondition": definition["StoppingCondition"],
+            "Tags": [{"Key": "emulator:tuning-job", "Value": name}],
+        }
+        job.training_job_status_counters["InProgress"] += 1
+        sagemaker.create_training_job(**request)
+        while True:
+            described = sagemaker.describe_training_job(TrainingJobName=training_name)
+            if described["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
+                break
+            time.sleep(0.5)
+        job.training_job_status_counters["InProgress"] -= 1
+        status = described["TrainingJobStatus"]
+        metric = next((m["Value"] for m in described.get("FinalMetricDataList", [])
+                       if m["MetricName"] == objective["MetricName"]), None)
+        if status == "Completed" and metric is not None:
+            job.training_job_status_counters["Completed"] += 1
+            job.objective_status_counters["Succeeded"] += 1
+        else:
+            job.training_job_status_counters["NonRetryableError" if status == "Failed" else "Stopped"] += 1
+            job.objective_status_counters["Failed"] += 1
+        results.append({"described": described, "tuned": tuned, "metric": metric})
+    scored = [r for r in results if r["metric"] is not None]
+    now = _now()
+    job.hyper_parameter_tuning_end_time = now
+    job.last_modified_time = now
+    if not scored:
+        job.hyper_parameter_tuning_job_status = "Failed"
+        job.failure_reason = "No training job succeeded"
+        return
+    pick = max if objective["Type"] == "Maximize" else min
+    best = pick(scored, key=lambda r: r["metric"])
+    described = best["described"]
+    job.best_training_job = {
+        "TrainingJobName": described["TrainingJobName"],
+        "TrainingJobArn": described["TrainingJobArn"],
+        "TuningJobName": name,
+        "CreationTime": described["CreationTime"],
+        "TrainingStartTime": described.get("TrainingStartTime", described["CreationTime"]),
+        "TrainingEndTime": described.get("TrainingEndTime", now),
+        "TrainingJobStatus": "Completed",
+        "TunedHyperParameters": best["tuned"],
+        "FinalHyperParameterTuningJobObjectiveMetric": {
+            "Type": objective["Type"], "MetricName": objective["MetricName"], "Value": best["metric"],
+        },
+        "ObjectiveStatus": "Succeeded",
+    }
+    job.OverallBestTrainingJob = job.best_training_job
+    job.hyper_parameter_tuning_job_status = "Completed"
+    log.info("tuning job %s completed; best %s", name, described["TrainingJobName"])
+
+
+def register() -> None:
+    """Replace moto's instant training and tuning jobs with ones that do the work."""
+    SageMakerResponse.create_training_job = _create_training_job
+    SageMakerResponse.stop_training_job = _stop_training_job
+    SageMakerResponse.create_hyper_parameter_tuning_job = _create_tuning_job
+    SageMakerResponse.describe_hyper_parameter_tuning_job = _describe_tuning_job

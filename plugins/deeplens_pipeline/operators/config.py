@@ -1,0 +1,33 @@
+"""The run's first task: check every parameter before any AWS call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from deeplens_pipeline.naming import labeling_job_name, training_job_name, tuning_job_name
+from deeplens_pipeline.operators.base import PipelineOperator, run_config
+from deeplens_pipeline.params import ParamError
+
+
+class CheckParamsOperator(PipelineOperator):
+    """Validate the run's Params (schema and cross-field rules); fail at once, naming the parameter.
+
+    A bad value is not retried: retrying cannot fix it. Returns the checked values and the job
+    names this run will use, so the log shows both before anything is created.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        try:
+            config = run_config(context)
+        except ParamError as err:
+            raise AirflowFailException(str(err)) from None
+        run_id = context["run_id"]
+        names = {
+            "labeling_job": labeling_job_name(run_id),
+            "training_job": training_job_name(run_id),
+            "tuning_job": tuning_job_name(run_id),
+        }
+        self.log.info("Parameters are valid. Job names for run %s: %s", run_id, names)
+        return {"params": config, "job_names": names}

@@ -1,0 +1,45 @@
+"""Split the accumulated labels 80/20 into this run's train and validation manifests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException
+
+from deeplens_pipeline import groundtruth as gt
+from deeplens_pipeline.manifest_split import SplitError, split_labels
+from deeplens_pipeline.operators.base import PipelineOperator, run_config
+from deeplens_pipeline.operators.labeling import read_labels
+
+
+class SplitManifestOperator(PipelineOperator):
+    """Write ``train.manifest`` and ``validation.manifest`` for this run (reproducible split).
+
+    Returns their URIs and counts; the training stage takes num_training_samples from it.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        config = run_config(context)
+        layout = self.layout(config)
+        s3 = self.s3(config)
+        labels = read_labels(s3, layout, layout.labels_key, config)
+        try:
+            split = split_labels(labels, config["validation_fraction"], config["split_seed"])
+        except SplitError as err:
+            raise AirflowException(f"{layout.uri(layout.labels_key)}: {err}") from None
+        train_key, validation_key = layout.split_keys(context["run_id"])
+        for key, part in ((train_key, split.train), (validation_key, split.validation)):
+            body = "".join(i.to_line(config["label_attribute"], config["classes"]) + "\n" for i in part)
+            s3.load_string(body, key, layout.bucket, replace=True)
+        result = {
+            "train_uri": layout.uri(train_key),
+            "validation_uri": layout.uri(validation_key),
+            "train_count": len(split.train),
+            "validation_count": len(split.validation),
+            "dropped_empty": split.dropped_empty,
+            "train_boxes": gt.summarise(split.train, config["classes"]).as_dict()["boxes"],
+            "validation_boxes": gt.summarise(split.validation, config["classes"]).as_dict()["boxes"],
+        }
+        self.log.info("Split: %d train, %d validation, %d without boxes left out",
+                      result["train_count"], result["validation_count"], split.dropped_empty)
+        return result

@@ -1,0 +1,174 @@
+"""Training, tuning and picking the model: the provider's SageMaker operators, made retry-safe.
+
+The provider's operators append a timestamp to a name that already exists, so a retried task
+would start (and pay for) a second job. These subclasses name jobs from the run id and, when the
+job exists, re-attach to it: wait for it if it runs, return it if it completed, fail with its
+reason if it failed. Waiting is deferred to the triggerer with a poll budget that covers the job's
+maximum runtime (the provider's default gives up after 60 polls).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+from airflow.providers.amazon.aws.operators.sagemaker import (
+    SageMakerTrainingOperator,
+    SageMakerTuningOperator,
+)
+from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+from airflow.sdk.exceptions import AirflowException
+from botocore.exceptions import ClientError
+
+from deeplens_pipeline import training
+from deeplens_pipeline.naming import training_job_name, tuning_job_name
+from deeplens_pipeline.operators.base import DEFAULT_CONN_ID, PipelineOperator, run_config
+
+RUNNING = ("InProgress", "Stopping")
+
+
+def _describe_or_none(describe: Any, name: str) -> dict[str, Any] | None:
+    try:
+        return describe(name)
+    except ClientError as err:
+        if err.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
+            return None
+        raise
+
+
+def _poll_budget(config: dict[str, Any], jobs: int = 1) -> tuple[int, int]:
+    """(seconds between polls, polls) covering ``jobs`` runs of the maximum runtime, plus an hour."""
+    poll = config["poll_seconds"]
+    seconds = jobs * config["max_runtime_hours"] * 3600 + 3600
+    return poll, max(1, math.ceil(seconds / poll))
+
+
+def _channels(split: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "train_uri": split["train_uri"],
+        "validation_uri": split["validation_uri"],
+        "num_training_samples": split["train_count"],
+    }
+
+
+class DeepLensTrainingOperator(SageMakerTrainingOperator):
+    """Train the built-in object detector on this run's split; re-attach on retry."""
+
+    template_fields = (*SageMakerTrainingOperator.template_fields, "split")
+
+    def __init__(self, *, split: Any, aws_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(
+            config={}, aws_conn_id=aws_conn_id, deferrable=True, check_if_job_exists=False,
+            print_log=False, **kwargs,
+        )
+        self.split = split
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        config = run_config(context)
+        name = training_job_name(context["run_id"])
+        self.check_interval, self.max_attempts = _poll_budget(config)
+        existing = _describe_or_none(self.hook.describe_training_job, name)
+        if existing is None:
+            self.config = training.training_job_config(
+                job_name=name, params=config, output_uri=f"s3://{config['bucket']}/output/",
+                **_channels(self.split),
+            )
+            self.log.info("Training job %s: %s", name, self.config["HyperParameters"])
+            return super().execute(context)
+        status = existing["TrainingJobStatus"]
+        self.log.info("Training job %s exists (%s): re-attaching, not starting another", name, status)
+        if status == "Completed":
+            return self.serialize_result(name)
+        if status not in RUNNING:
+            raise AirflowException(
+                f"Training job {name} is {status}: {existing.get('FailureReason', 'no reason given')}"
+            )
+        self.defer(
+            trigger=SageMakerTrigger(job_name=name, job_type="Training", waiter_delay=self.check_interval,
+                                     waiter_max_attempts=self.max_attempts, aws_conn_id=self.aws_conn_id,
+                                     region_name=self.region_name),
+            method_name="execute_complete",
+        )
+
+
+class DeepLensTuningOperator(SageMakerTuningOperator):
+    """Tune learning rate and optimizer for validation:mAP; re-attach on retry."""
+
+    template_fields = (*SageMakerTuningOperator.template_fields, "split")
+
+    def __init__(self, *, split: Any, aws_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(config={}, aws_conn_id=aws_conn_id, deferrable=True, **kwargs)
+        self.split = split
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        config = run_config(context)
+        name = tuning_job_name(context["run_id"])
+        poll, attempts = _poll_budget(config, jobs=config["tuning_max_jobs"])
+        existing = _describe_or_none(self.hook.describe_tuning_job, name)
+        if existing is None:
+            self.config = training.tuning_job_config(
+                job_name=name, params=config, output_uri=f"s3://{config['bucket']}/output/",
+                **_channels(self.split),
+            )
+            self.preprocess_config()
+            self.log.info("Creating tuning job %s (%d training jobs)", name, config["tuning_max_jobs"])
+            self.hook.create_tuning_job(self.config, wait_for_completion=False)
+        else:
+            status = existing["HyperParameterTuningJobStatus"]
+            self.log.info("Tuning job %s exists (%s): re-attaching, not starting another", name, status)
+            if status == "Completed":
+                return {"Tuning": existing}
+            if status not in RUNNING:
+                raise AirflowException(
+                    f"Tuning job {name} is {status}: {existing.get('FailureReason', 'no reason given')}"
+                )
+        self.defer(
+            trigger=SageMakerTrigger(job_name=name, job_type="tuning", waiter_delay=poll,
+                                     waiter_max_attempts=attempts, aws_conn_id=self.aws_conn_id,
+                                     region_name=self.region_name),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=poll * attempts),
+        )
+
+
+class PickModelOperator(PipelineOperator):
+    """The model this run produced: the training job's, or the tuning job's best training job.
+
+    Reads the jobs by their run-derived names, so it needs no XCom from the skipped branch.
+    Returns the job names, the model artefact URI and its validation mAP.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        config = run_config(context)
+        hook = SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=config["region"])
+        tuning_name = None
+        if config["training_mode"] == "tune":
+            tuning_name = tuning_job_name(context["run_id"])
+            tuning = hook.describe_tuning_job(tuning_name)
+            best = tuning.get("BestTrainingJob")
+            if not best:
+                raise AirflowException(f"Tuning job {tuning_name} has no best training job "
+                                       f"({tuning['HyperParameterTuningJobStatus']})")
+            name = best["TrainingJobName"]
+            self.log.info("Best training job of %s: %s with %s", tuning_name, name,
+                          best.get("TunedHyperParameters"))
+        else:
+            name = training_job_name(context["run_id"])
+        job = hook.describe_training_job(name)
+        if job["TrainingJobStatus"] != "Completed":
+            raise AirflowException(f"Training job {name} is {job['TrainingJobStatus']}, not Completed")
+        artifact = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
+        if not artifact:
+            raise AirflowException(f"Training job {name} completed without a model artefact")
+        score = training.final_metric(job)
+        self.log.info("Model of %s: %s (%s=%s)", name, artifact, training.METRIC_NAME, score)
+        return {
+            "training_job": name,
+            "tuning_job": tuning_name,
+            "model_artifact": artifact,
+            "validation_map": score,
+            "hyperparameters": job.get("HyperParameters", {}),
+        }
+
