@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -23,12 +24,26 @@ for _key, _value in {
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """A moto server on a free loopback port, for the whole test session; yields its URL."""
-    from moto.server import ThreadedMotoServer
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The embedded emulator (moto server + our extension) on a free loopback port, per session.
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    Tests may adjust ``emulator.settings`` (answer keys, delays); they share one server.
+    """
+    from emulator.server import EmulatorServer
+    from emulator.settings import EmulatorSettings
+
+    settings = EmulatorSettings(
+        work_dir=tmp_path_factory.mktemp("emulator"),
+        labeling_delay_seconds=0.3,
+        deployment_delay_seconds=0.3,
+    )
+    server = EmulatorServer(settings)
     server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(emulator: Any) -> str:
+    """URL of the emulator (moto server mode, over HTTP)."""
+    return emulator.url
