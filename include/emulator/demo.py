@@ -91,7 +91,7 @@ def run_dag(conf: dict[str, Any]) -> dict[str, Any]:
     """Run the DAG once in this process with ``dag.test``; return task states and the summary."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"), include_examples=False)
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
     if bag.import_errors:
         raise RuntimeError(f"the DAG does not import: {bag.import_errors}")
     dag = bag.get_dag(DAG_ID)

@@ -47,7 +47,7 @@ class RepackModelOperator(PipelineOperator):
         source_uri = self.model["model_artifact"]
         bucket, key = split_s3_uri(source_uri)
         target_key = f"{key.rsplit('/', 1)[0]}/{DEPLOY_ARCHIVE}" if "/" in key else DEPLOY_ARCHIVE
-        options = FixOptions(prefix=config["model_prefix"], nms_threshold=config["nms_threshold"],
+        options = FixOptions(nms_threshold=config["nms_threshold"],
                              num_classes=len(config["classes"]), data_shape=config["image_shape"])
         with tempfile.TemporaryDirectory(prefix="deeplens-repack-") as tmp:
             original = Path(tmp) / "model.tar.gz"

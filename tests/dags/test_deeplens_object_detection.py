@@ -1,0 +1,89 @@
+"""DAG integrity: it imports, has the expected tasks and edges, typed Params, and parses cheaply."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DAG_FILE = ROOT / "dags" / "deeplens_object_detection.py"
+
+
+@pytest.fixture(scope="module")
+def dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAG_FILE))
+    assert bag.import_errors == {}
+    return bag.get_dag("deeplens_object_detection")
+
+
+EDGES = {
+    ("check_params", "images.plan_shards"),
+    ("images.plan_shards", "images.preprocess_upload"),
+    ("images.preprocess_upload", "images.collect"),
+    ("images.collect", "label_images"),
+    ("label_images", "split_manifest"),
+    ("split_manifest", "choose_training"),
+    ("choose_training", "train_model"),
+    ("choose_training", "tune_model"),
+    ("train_model", "pick_model"),
+    ("tune_model", "pick_model"),
+    ("pick_model", "repack_model"),
+    ("repack_model", "publish_lambda"),
+    ("publish_lambda", "deploy_to_device"),
+    ("deploy_to_device", "summary"),
+}
+
+
+def test_tasks_and_edges(dag):
+    edges = {(t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids}
+    assert EDGES <= edges
+    assert {t for e in EDGES for t in e} == set(dag.task_ids)
+    assert dag.get_task("pick_model").trigger_rule == "none_failed_min_one_success"
+
+
+def test_long_waits_defer(dag):
+    for task_id in ("label_images", "train_model", "tune_model", "deploy_to_device"):
+        assert hasattr(dag.get_task(task_id), "execute_complete"), task_id
+    assert dag.get_task("train_model").deferrable and dag.get_task("tune_model").deferrable
+
+
+def test_params_are_typed_with_json_schema(dag):
+    params = dag.params
+    assert params.get_param("image_shape").schema["enum"] == [300, 480, 512]
+    assert params.get_param("training_mode").schema["enum"] == ["train", "tune"]
+    assert params.get_param("classes").schema["type"] == "array"
+    for name in params:
+        schema = params.get_param(name).schema
+        assert "type" in schema and schema.get("description"), name
+    params.validate()
+
+
+def test_bad_param_value_is_refused_naming_it(dag):
+    from airflow.sdk.definitions.param import ParamsDict
+
+    bad = ParamsDict({k: dag.params.get_param(k) for k in dag.params})
+    with pytest.raises(Exception, match="bucket"):
+        bad["bucket"] = "my-bucket"
+
+
+def test_parse_is_cheap_no_mxnet_no_pil_no_aws_calls(tmp_path):
+    probe = f"""
+import json, sys, botocore.session
+calls = []
+original = botocore.session.Session.create_client
+botocore.session.Session.create_client = lambda self, *a, **k: calls.append(a) or original(self, *a, **k)
+import runpy
+runpy.run_path({str(DAG_FILE)!r})
+print(json.dumps({{"clients": len(calls),
+                   "heavy": sorted(m for m in ("mxnet", "PIL", "PIL.Image", "model_fix", "pillow_heif")
+                                   if m in sys.modules)}}))
+"""
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'plugins'}:{ROOT / 'include'}", AIRFLOW_HOME=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"clients": 0, "heavy": []}
