@@ -46,5 +46,9 @@ format: env
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+## What to upload to MWAA: build/mwaa/{dags/,plugins.zip,requirements.txt}
+mwaa-bundle:
+	$(PYTHON) scripts/build_mwaa_bundle.py
+
 clean:
 	rm -rf $(VENV) $(ML_VENV) .demo build .pytest_cache
