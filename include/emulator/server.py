@@ -55,11 +55,12 @@ class EmulatorServer:
 def main(argv: list[str] | None = None) -> int:
     """Serve until SIGINT/SIGTERM."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 inside a container)")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--url-file", type=Path, help="also write the URL to this file once serving")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    server = EmulatorServer(port=args.port)
+    server = EmulatorServer(host=args.host, port=args.port)
     url = server.start()
     print(f"EMULATOR_URL={url}", flush=True)
     if args.url_file:
