@@ -86,6 +86,7 @@ with DAG(
         image_shape="{{ params.image_shape }}",
         thing_name="{{ params.thing_name }}",
         threshold="{{ params.detection_threshold }}",
+        resize_mode="{{ params.resize_mode }}",
         region_name="{{ params.region }}",
     )
     deploy = DeployToDeviceOperator(
@@ -95,7 +96,10 @@ with DAG(
         model_s3_uri=repack.output["deploy_model_uri"],
         model_name=repack.output["model_name"],
         lambda_version_arn=publish.output["version_arn"],
-        poll_seconds="{{ params.poll_seconds }}",
+        labels="{{ params.classes }}",
+        image_shape="{{ params.image_shape }}",
+        threshold="{{ params.detection_threshold }}",
+        resize_mode="{{ params.resize_mode }}",
         region_name="{{ params.region }}",
     )
     summary = RunSummaryOperator(
@@ -111,6 +115,6 @@ with DAG(
         },
     )
 
-    check >> images
+    check >> images.operator.task_group
     images >> label >> split >> branch >> [train, tune] >> pick
     deploy >> summary
