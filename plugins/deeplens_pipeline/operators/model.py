@@ -77,7 +77,7 @@ class RepackModelOperator(PipelineOperator):
                 backup_uri = f"s3://{bucket}/{backup_key}"
         return {
             "deploy_model_uri": target_uri,
-            "model_name": result.model_name,
+            "model_name": result.deploy_model_name,
             "num_classes": result.num_classes,
             "sha256": digest,
             "original_uri": source_uri,

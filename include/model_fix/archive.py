@@ -1,0 +1,161 @@
+"""Safe extraction and reproducible creation of ``model.tar.gz`` archives.
+
+Extraction is stricter than :mod:`tarfile`'s ``data`` filter on purpose: a SageMaker model
+archive holds a few regular files, so links, devices and FIFOs are refused outright rather than
+sanitised, and member count, member size and total size are bounded (against tar and gzip bombs).
+Data is streamed member by member, so memory does not grow with the archive.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+import tarfile
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from model_fix.errors import CorruptArchiveError, OverwriteRefusedError, UnsafeArchiveError
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ExtractLimits:
+    """Bounds on what :func:`safe_extract` accepts."""
+
+    max_members: int = 64
+    max_member_bytes: int = 4 << 30
+    max_total_bytes: int = 8 << 30
+
+
+def _member_path(archive: Path, name: str) -> PurePosixPath:
+    """The member's relative path, or :class:`UnsafeArchiveError` if it could escape the target."""
+    if not name or "\x00" in name or "\\" in name:
+        raise UnsafeArchiveError(f"{archive}: member {name!r}: invalid name")
+    path = PurePosixPath(name)
+    if path.is_absolute() or name.startswith("/"):
+        raise UnsafeArchiveError(f"{archive}: member {name!r}: absolute path")
+    parts = [part for part in path.parts if part != "."]
+    if ".." in parts:
+        raise UnsafeArchiveError(f"{archive}: member {name!r}: '..' in path")
+    if parts and ":" in parts[0]:
+        raise UnsafeArchiveError(f"{archive}: member {name!r}: drive or scheme in path")
+    return PurePosixPath(*parts) if parts else PurePosixPath(".")
+
+
+def safe_extract(
+    archive: str | Path, target: str | Path, limits: ExtractLimits = ExtractLimits()
+) -> list[str]:
+    """Extract regular files and directories of ``archive`` into ``target``; return the file names.
+
+    Refuses (with :class:`UnsafeArchiveError` naming the archive and member) absolute paths,
+    ``..``, symbolic and hard links, devices and FIFOs, duplicate names, and members or totals
+    over ``limits``. Existing files in ``target`` are never overwritten.
+    """
+    archive = Path(archive)
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    extracted: list[str] = []
+    seen: set[PurePosixPath] = set()
+    total = 0
+    try:
+        with tarfile.open(archive, mode="r:*") as tar:
+            for count, member in enumerate(tar, start=1):
+                if count > limits.max_members:
+                    raise UnsafeArchiveError(f"{archive}: more than {limits.max_members} members")
+                relative = _member_path(archive, member.name)
+                if member.issym() or member.islnk():
+                    kind = "symbolic link" if member.issym() else "hard link"
+                    raise UnsafeArchiveError(
+                        f"{archive}: member {member.name!r}: {kind} to {member.linkname!r}"
+                    )
+                if member.isdir():
+                    (target / relative).mkdir(parents=True, exist_ok=True)
+                    continue
+                if not member.isreg():
+                    raise UnsafeArchiveError(
+                        f"{archive}: member {member.name!r}: not a regular file (device/FIFO)"
+                    )
+                if relative in seen:
+                    raise UnsafeArchiveError(f"{archive}: member {member.name!r}: appears twice")
+                seen.add(relative)
+                if member.size > limits.max_member_bytes:
+                    raise UnsafeArchiveError(
+                        f"{archive}: member {member.name!r}: {member.size} bytes, over the "
+                        f"{limits.max_member_bytes}-byte limit"
+                    )
+                total += member.size
+                if total > limits.max_total_bytes:
+                    raise UnsafeArchiveError(
+                        f"{archive}: member {member.name!r}: total size over the "
+                        f"{limits.max_total_bytes}-byte limit"
+                    )
+                destination = target / relative
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                source = tar.extractfile(member)
+                assert source is not None  # a regular file always has data
+                try:
+                    with source, destination.open("xb") as out:
+                        shutil.copyfileobj(source, out, _CHUNK)
+                except FileExistsError as exc:
+                    raise UnsafeArchiveError(
+                        f"{archive}: member {member.name!r}: {destination} already exists"
+                    ) from exc
+                extracted.append(str(relative))
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise CorruptArchiveError(f"{archive}: not a readable tar.gz: {exc}") from exc
+    except FileNotFoundError as exc:
+        if not archive.exists():
+            raise CorruptArchiveError(f"{archive}: archive not found") from exc
+        raise
+    return extracted
+
+
+def write_reproducible_tar(destination: str | Path, files: Mapping[str, str | Path]) -> Path:
+    """Write a gzip tar of ``files`` (archive name -> path) that depends only on their content.
+
+    Members are sorted by name, regular files with mode 0644, mtime 0, uid/gid 0 and no owner
+    names; the gzip header has mtime 0 and no file name. Same input, same bytes. The archive is
+    written beside ``destination`` and renamed into place, so a failure leaves no partial file;
+    a destination that is one of the inputs is refused.
+    """
+    destination = Path(destination)
+    for name, path in files.items():
+        _member_path(destination, name)
+        if destination.exists() and Path(path).exists() and destination.samefile(path):
+            raise OverwriteRefusedError(f"{destination}: would overwrite the input {path}")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(f".{destination.name}.partial")
+    try:
+        with (
+            partial.open("wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+        ):
+            for name in sorted(files):
+                path = Path(files[name])
+                info = tarfile.TarInfo(name)
+                info.size = path.stat().st_size
+                info.mtime = 0
+                info.mode = 0o644
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.type = tarfile.REGTYPE
+                with path.open("rb") as data:
+                    tar.addfile(info, data)
+        partial.replace(destination)
+    finally:
+        partial.unlink(missing_ok=True)
+    return destination
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        for chunk in iter(lambda: stream.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

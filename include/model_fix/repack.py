@@ -1,0 +1,122 @@
+"""Repack a SageMaker model.tar.gz: rename the artefacts, add the deploy model, reproducibly.
+
+Seed step 5 by hand: unzip, rename ``model_algo_1-*`` to a chosen prefix, run deploy.py, tar
+and gzip again with 7-zip, upload over the original. Here the result is a new archive holding
+``<prefix>-symbol.json``, ``<prefix>-<epoch>.params``, ``deploy_<prefix>-symbol.json``,
+``deploy_<prefix>-<epoch>.params`` and ``hyperparams.json``, identical bytes for identical input;
+the original is never written to.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from model_fix.archive import sha256_file, write_reproducible_tar
+from model_fix.errors import InputNotFoundError, OverwriteRefusedError
+from model_fix.fix import (
+    SYMBOL_SUFFIX,
+    FixOptions,
+    check_name,
+    fix_model,
+    is_archive,
+    open_model_source,
+)
+from model_fix.hyperparams import HYPERPARAMS_FILE
+
+
+@dataclass(frozen=True)
+class RepackResult:
+    """What :func:`repack_model_archive` wrote."""
+
+    archive_path: Path
+    members: list[str]
+    deploy_model_name: str
+    num_classes: int
+    sha256: str
+    source_prefix: str
+    prefix: str
+    passthrough: bool
+    removed_nodes: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def _stage(source: Path, destination: Path) -> None:
+    """Put ``source`` at ``destination`` without changing it: a hard link, else a streamed copy."""
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copyfile(source, destination)
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return a.samefile(b)
+    return a.resolve() == b.resolve()
+
+
+def repack_model(
+    source: str | Path,
+    dst_tar: str | Path,
+    prefix: str | None = None,
+    options: FixOptions = FixOptions(),  # noqa: B008 (frozen)
+) -> RepackResult:
+    """Repack the model at ``source`` (tar.gz, folder or prefix) into the archive ``dst_tar``.
+
+    ``prefix`` renames the artefacts (None keeps their name). ``options.prefix`` picks the model
+    inside ``source``. Refuses ``dst_tar`` equal to ``source``; writes through a temporary
+    folder beside ``dst_tar`` and renames the finished archive into place.
+    """
+    source = Path(source)
+    dst = Path(dst_tar)
+    if prefix is not None:
+        check_name(prefix)
+    if _same_path(source, dst):
+        raise OverwriteRefusedError(f"{dst}: the repacked archive must not replace its source {source}")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".model-repack-", dir=dst.parent) as work:
+        stage = Path(work) / "model"
+        stage.mkdir()
+        with open_model_source(source, options, work_dir=Path(work)) as files:
+            name = prefix or files.name
+            _stage(files.symbol, stage / f"{name}{SYMBOL_SUFFIX}")
+            _stage(files.params, stage / f"{name}-{options.epoch:04d}.params")
+            if files.hyperparams:
+                _stage(files.hyperparams, stage / HYPERPARAMS_FILE)
+            source_prefix = files.name
+        fixed = fix_model(stage / name, stage, replace(options, prefix=None))
+        members = {path.name: path for path in sorted(stage.iterdir())}
+        write_reproducible_tar(dst, members)
+    return RepackResult(
+        archive_path=dst,
+        members=sorted(members),
+        deploy_model_name=fixed.deploy_prefix,
+        num_classes=fixed.num_classes,
+        sha256=sha256_file(dst),
+        source_prefix=source_prefix,
+        prefix=name,
+        passthrough=fixed.passthrough,
+        removed_nodes=fixed.removed_nodes,
+        warnings=fixed.warnings,
+    )
+
+
+def repack_model_archive(
+    src_tar: str | Path,
+    dst_tar: str | Path,
+    prefix: str,
+    options: FixOptions = FixOptions(),  # noqa: B008 (frozen)
+) -> RepackResult:
+    """Extract ``src_tar`` safely, rename ``model_algo_1-*`` to ``<prefix>-*``, fix, and write ``dst_tar``.
+
+    ``dst_tar`` holds ``<prefix>-symbol.json``, ``<prefix>-<epoch>.params``,
+    ``deploy_<prefix>-symbol.json``, ``deploy_<prefix>-<epoch>.params`` and ``hyperparams.json``
+    (when the source has one), sorted, with fixed metadata: same input, same bytes.
+    """
+    src = Path(src_tar)
+    if not is_archive(src):
+        raise InputNotFoundError(f"{src}: not found or not a tar archive")
+    return repack_model(src, dst_tar, check_name(prefix), options)
