@@ -47,3 +47,16 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def moto_endpoint(emulator: Any) -> str:
     """URL of the emulator (moto server mode, over HTTP)."""
     return emulator.url
+
+
+@pytest.fixture
+def aws_conn(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The pipeline's Airflow connection ``aws_deeplens``, pointed at the emulator; yields its id."""
+    import json
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEEPLENS",
+        json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
+                    "extra": {"endpoint_url": emulator.url, "region_name": "us-east-1"}}),
+    )
+    return "aws_deeplens"

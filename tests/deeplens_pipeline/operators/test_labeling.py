@@ -1,0 +1,107 @@
+"""The labelling operator against the emulator: create once, defer, re-attach, merge, skip."""
+
+import io
+import json
+import time
+
+import boto3
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+from PIL import Image
+
+from deeplens_pipeline.naming import labeling_job_name
+from deeplens_pipeline.operators.labeling import GroundTruthLabelingOperator
+
+BUCKET = "deeplens-label-op"
+
+
+@pytest.fixture
+def setup(emulator, aws_conn, tmp_path):
+    from emulator.seed import seed_demo_account
+
+    account = seed_demo_account(emulator.url, bucket=BUCKET)
+    s3 = boto3.client("s3", endpoint_url=emulator.url, region_name="us-east-1")
+    for key in [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]:
+        s3.delete_object(Bucket=BUCKET, Key=key)
+    answer = tmp_path / "answer_key.json"
+    answer.write_text(json.dumps({"classes": ["box"], "images": {f"p{i}.png": {"width": 100, "height": 100, "objects": [
+        {"label": "box", "left": 10, "top": 10, "width": 30, "height": 30}]} for i in range(3)}}))
+    emulator.settings.answer_keys = (answer,)
+    buf = io.BytesIO()
+    Image.new("RGB", (100, 100)).save(buf, "JPEG")
+    transform = json.dumps({"scale": 1, "dx": 0, "dy": 0, "size": 100})
+    for i in range(3):
+        s3.put_object(Bucket=BUCKET, Key=f"input/p{i}.jpg", Body=buf.getvalue(),
+                      Metadata={"deeplens-source": f"p{i}.png", "deeplens-transform": transform})
+    params = {"bucket": BUCKET, "classes": ["box"], "role_arn": account.role_arn,
+              "workteam_arn": account.workteam_arn, "poll_seconds": 1, "labeling_timeout_days": 0.01}
+    return {"s3": s3, "params": params,
+            "sm": boto3.client("sagemaker", endpoint_url=emulator.url, region_name="us-east-1")}
+
+
+def _context(params, run_id):
+    return {"params": params, "run_id": run_id}
+
+
+def _wait(sm, name):
+    for _ in range(100):
+        if sm.describe_labeling_job(LabelingJobName=name)["LabelingJobStatus"] == "Completed":
+            return
+        time.sleep(0.1)
+    raise AssertionError("job did not complete")
+
+
+def test_create_defer_reattach_merge_then_skip(setup):
+    op = GroundTruthLabelingOperator(task_id="label_images")
+    ctx = _context(setup["params"], "manual__2026-11-24T05:00:00+00:00")
+    name = labeling_job_name(ctx["run_id"])
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(ctx)
+    trigger = deferred.value.trigger
+    assert trigger.waiter_name == "LabelingJobComplete" and trigger.waiter_delay == 1
+    job = setup["sm"].describe_labeling_job(LabelingJobName=name)
+    assert job["LabelAttributeName"] == "bounding-box"
+    manifest = setup["s3"].get_object(Bucket=BUCKET, Key=f"manifests/labeling/{name}/input.manifest")["Body"].read()
+    assert manifest.decode().count("source-ref") == 3
+    template = setup["s3"].get_object(Bucket=BUCKET, Key="labeling/bounding-box.liquid.html")["Body"].read()
+    assert b"{{ task.input.taskObject | grant_read_access }}" in template
+
+    # A retry while the job runs re-attaches: no second job.
+    with pytest.raises(TaskDeferred):
+        GroundTruthLabelingOperator(task_id="label_images").execute(ctx)
+    jobs = setup["sm"].list_labeling_jobs(NameContains=name)["LabelingJobSummaryList"]
+    assert len(jobs) == 1
+
+    _wait(setup["sm"], name)
+    result = op.execute_complete(ctx, {"status": "success", "job_name": name})
+    assert result["job_name"] == name
+    assert result["job"] == {"images": 3, "empty": 0, "boxes": {"box": 3}}
+    assert result["total"]["images"] == 3
+    labels = setup["s3"].get_object(Bucket=BUCKET, Key="manifests/labels.manifest")["Body"].read().decode()
+    assert len(labels.splitlines()) == 3
+
+    # A retry after completion returns the same result without a new job.
+    assert GroundTruthLabelingOperator(task_id="label_images").execute(ctx)["job_name"] == name
+
+    # The next run finds nothing unlabelled: no job at all.
+    second = GroundTruthLabelingOperator(task_id="label_images").execute(
+        _context(setup["params"], "manual__2026-11-25T05:00:00+00:00"))
+    assert second["job_name"] is None and second["total"]["images"] == 3
+
+
+def test_failed_job_fails_the_task_with_its_reason(setup):
+    from airflow.sdk.exceptions import AirflowException
+
+    ctx = _context(setup["params"], "manual__2026-11-26T05:00:00+00:00")
+    name = labeling_job_name(ctx["run_id"])
+    with pytest.raises(TaskDeferred):
+        GroundTruthLabelingOperator(task_id="label_images").execute(ctx)
+    setup["sm"].stop_labeling_job(LabelingJobName=name)
+    for _ in range(100):
+        if setup["sm"].describe_labeling_job(LabelingJobName=name)["LabelingJobStatus"] == "Stopped":
+            break
+        time.sleep(0.1)
+    with pytest.raises(AirflowException, match="Stopped"):
+        GroundTruthLabelingOperator(task_id="label_images").execute_complete(ctx, {"status": "error"})
+    with pytest.raises(AirflowException, match="Trigger a new DAG run"):
+        GroundTruthLabelingOperator(task_id="label_images").execute(ctx)

@@ -1,0 +1,120 @@
+"""Training, tuning and pick-model operators against the emulator: no duplicate paid jobs."""
+
+import json
+import time
+
+import boto3
+import pytest
+from airflow.sdk.exceptions import AirflowException, TaskDeferred
+
+from deeplens_pipeline.naming import training_job_name, tuning_job_name
+from deeplens_pipeline.operators.training import (
+    DeepLensTrainingOperator,
+    DeepLensTuningOperator,
+    PickModelOperator,
+)
+from emulator.sample_dataset import generate_sample_dataset
+
+BUCKET = "deeplens-train-op"
+
+
+@pytest.fixture(scope="module")
+def split(emulator, tmp_path_factory):
+    root = generate_sample_dataset(tmp_path_factory.mktemp("ds"), n_images=5)
+    key = json.loads((root / "answer_key.json").read_text())
+    s3 = boto3.client("s3", endpoint_url=emulator.url, region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    lines = []
+    for name, entry in sorted(key["images"].items()):
+        s3.upload_file(str(root / "images" / name), BUCKET, f"input/{name}")
+        boxes = [{"class_id": key["classes"].index(o["label"]), **{k: o[k] for k in ("left", "top", "width", "height")}}
+                 for o in entry["objects"]]
+        lines.append(json.dumps({"source-ref": f"s3://{BUCKET}/input/{name}", "bounding-box": {
+            "image_size": [{"width": entry["width"], "height": entry["height"], "depth": 3}], "annotations": boxes}}))
+    s3.put_object(Bucket=BUCKET, Key="m/train.manifest", Body="\n".join(lines[:3]).encode())
+    s3.put_object(Bucket=BUCKET, Key="m/validation.manifest", Body="\n".join(lines[3:]).encode())
+    return {"train_uri": f"s3://{BUCKET}/m/train.manifest", "validation_uri": f"s3://{BUCKET}/m/validation.manifest",
+            "train_count": 3, "validation_count": 2, "classes": key["classes"]}
+
+
+def _context(split, run_id, **params):
+    return {"run_id": run_id, "params": {"bucket": BUCKET, "classes": split["classes"], "image_shape": 300,
+                                         "epochs": 2, "lr_scheduler_step": "1", "poll_seconds": 1,
+                                         "tuning_max_jobs": 2, **params}}
+
+
+def _wait(describe, key):
+    for _ in range(600):
+        job = describe()
+        if job[key] in ("Completed", "Failed", "Stopped"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError("job did not finish")
+
+
+def test_training_creates_once_and_reattaches(split, aws_conn):
+    ctx = _context(split, "manual__2026-11-24T06:00:00+00:00")
+    name = training_job_name(ctx["run_id"])
+    op = DeepLensTrainingOperator(task_id="train_model", split=split, region_name="us-east-1")
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(ctx)
+    assert deferred.value.trigger.waiter_delay == 1
+    assert deferred.value.trigger.attempts >= 12 * 3600
+    sm = boto3.client("sagemaker", endpoint_url=op.hook.conn.meta.endpoint_url, region_name="us-east-1")
+    job = sm.describe_training_job(TrainingJobName=name)
+    assert job["HyperParameters"]["num_training_samples"] == "3"
+    with pytest.raises(TaskDeferred):  # a retry while it runs: same job, waited for again
+        DeepLensTrainingOperator(task_id="train_model", split=split, region_name="us-east-1").execute(ctx)
+    assert [j["TrainingJobName"] for j in sm.list_training_jobs(NameContains=name)["TrainingJobSummaries"]] == [name]
+    _wait(lambda: sm.describe_training_job(TrainingJobName=name), "TrainingJobStatus")
+    done = DeepLensTrainingOperator(task_id="train_model", split=split, region_name="us-east-1").execute(ctx)
+    assert done["Training"]["TrainingJobName"] == name
+    picked = PickModelOperator(task_id="pick_model").execute(ctx)
+    assert picked["training_job"] == name and picked["tuning_job"] is None
+    assert picked["model_artifact"].endswith(f"/{name}/output/model.tar.gz")
+    assert 0.0 <= picked["validation_map"] <= 1.0
+
+
+def test_missing_manifest_fails_before_any_job(split, aws_conn):
+    bad = dict(split, validation_uri=f"s3://{BUCKET}/m/train.manifest.gone")
+    ctx = _context(split, "manual__2026-11-24T07:00:00+00:00")
+    op = DeepLensTrainingOperator(task_id="train_model", split=bad, region_name="us-east-1")
+    with pytest.raises(AirflowException, match="does not exist"):  # the provider checks S3 first
+        op.execute(ctx)
+    sm = boto3.client("sagemaker", endpoint_url=op.hook.conn.meta.endpoint_url, region_name="us-east-1")
+    assert sm.list_training_jobs(NameContains=training_job_name(ctx["run_id"]))["TrainingJobSummaries"] == []
+
+
+def test_failed_job_is_reported_not_restarted(split, aws_conn):
+    from deeplens_pipeline.params import validate_params
+    from deeplens_pipeline.training import training_job_config
+
+    ctx = _context(split, "manual__2026-11-24T07:30:00+00:00")
+    name = training_job_name(ctx["run_id"])
+    op = DeepLensTrainingOperator(task_id="train_model", split=split, region_name="us-east-1")
+    sm = boto3.client("sagemaker", endpoint_url=op.hook.conn.meta.endpoint_url, region_name="us-east-1")
+    sm.create_training_job(**training_job_config(
+        job_name=name, params=validate_params(ctx["params"]), train_uri=split["train_uri"],
+        validation_uri=f"s3://{BUCKET}/m/gone.manifest", output_uri=f"s3://{BUCKET}/output/",
+        num_training_samples=3))
+    _wait(lambda: sm.describe_training_job(TrainingJobName=name), "TrainingJobStatus")
+    with pytest.raises(AirflowException, match=r"is Failed: .*gone.manifest"):
+        op.execute(ctx)
+    assert len(sm.list_training_jobs(NameContains=name)["TrainingJobSummaries"]) == 1
+
+
+def test_tuning_then_pick_the_best(split, aws_conn):
+    ctx = _context(split, "manual__2026-11-24T08:00:00+00:00", training_mode="tune")
+    name = tuning_job_name(ctx["run_id"])
+    op = DeepLensTuningOperator(task_id="tune_model", split=split, region_name="us-east-1")
+    with pytest.raises(TaskDeferred):
+        op.execute(ctx)
+    sm = boto3.client("sagemaker", endpoint_url=op.hook.conn.meta.endpoint_url, region_name="us-east-1")
+    with pytest.raises(TaskDeferred):
+        DeepLensTuningOperator(task_id="tune_model", split=split, region_name="us-east-1").execute(ctx)
+    job = _wait(lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+                "HyperParameterTuningJobStatus")
+    assert job["HyperParameterTuningJobStatus"] == "Completed"
+    picked = PickModelOperator(task_id="pick_model").execute(ctx)
+    assert picked["tuning_job"] == name
+    assert picked["training_job"] == job["BestTrainingJob"]["TrainingJobName"]
