@@ -14,6 +14,7 @@ import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, TriggerRule, task
+
 from deeplens_pipeline.operators.base import DEFAULT_CONN_ID
 from deeplens_pipeline.operators.config import CheckParamsOperator
 from deeplens_pipeline.operators.deploy import DeployToDeviceOperator, PublishInferenceLambdaOperator
@@ -72,7 +73,9 @@ with DAG(
         return "tune_model" if params["training_mode"] == "tune" else "train_model"
 
     branch = choose_training()
-    train = DeepLensTrainingOperator(task_id="train_model", split=split.output, region_name="{{ params.region }}")
+    train = DeepLensTrainingOperator(
+        task_id="train_model", split=split.output, region_name="{{ params.region }}"
+    )
     tune = DeepLensTuningOperator(task_id="tune_model", split=split.output, region_name="{{ params.region }}")
     pick = PickModelOperator(task_id="pick_model", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     repack = RepackModelOperator(task_id="repack_model", model=pick.output)

@@ -20,8 +20,11 @@ FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 def _files(base: Path) -> list[Path]:
-    return sorted(p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-                  and p.suffix not in (".pyc", ".pyo"))
+    return sorted(
+        p
+        for p in base.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
+    )
 
 
 def build(out: Path) -> Path:
@@ -33,9 +36,11 @@ def build(out: Path) -> Path:
         shutil.copy2(dag, out / "dags" / dag.name)
     shutil.copy2(ROOT / "requirements.txt", out / "requirements.txt")
     entries: list[tuple[str, Path]] = []
-    for package, source in (("deeplens_pipeline", ROOT / "plugins" / "deeplens_pipeline"),
-                            ("model_fix", ROOT / "include" / "model_fix"),
-                            ("deeplens_pipeline/lambda_src", ROOT / "include" / "lambda")):
+    for package, source in (
+        ("deeplens_pipeline", ROOT / "plugins" / "deeplens_pipeline"),
+        ("model_fix", ROOT / "include" / "model_fix"),
+        ("deeplens_pipeline/lambda_src", ROOT / "include" / "lambda"),
+    ):
         entries += [(f"{package}/{p.relative_to(source).as_posix()}", p) for p in _files(source)]
     with zipfile.ZipFile(out / "plugins.zip", "w", zipfile.ZIP_DEFLATED) as archive:
         for name, path in sorted(entries):

@@ -56,7 +56,13 @@ def aws_conn(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> str:
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_AWS_DEEPLENS",
-        json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
-                    "extra": {"endpoint_url": emulator.url, "region_name": "us-east-1"}}),
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": emulator.url, "region_name": "us-east-1"},
+            }
+        ),
     )
     return "aws_deeplens"

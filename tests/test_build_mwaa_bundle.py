@@ -23,8 +23,15 @@ def test_bundle_is_complete_reproducible_and_importable_from_the_zip(tmp_path):
     again = bundle.build(tmp_path / "b")
     digest = [hashlib.sha256((d / "plugins.zip").read_bytes()).hexdigest() for d in (out, again)]
     assert digest[0] == digest[1]
-    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import deeplens_pipeline.groundtruth, model_fix; "
-             "print(deeplens_pipeline.groundtruth.__file__)")
-    result = subprocess.run([sys.executable, "-c", probe, str(out / "plugins.zip")], capture_output=True,
-                            text=True, check=True, env={"PATH": "/usr/bin:/bin"})
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import deeplens_pipeline.groundtruth, model_fix; "
+        "print(deeplens_pipeline.groundtruth.__file__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(out / "plugins.zip")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert "plugins.zip" in result.stdout

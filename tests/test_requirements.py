@@ -13,7 +13,9 @@ CONSTRAINT_URL = "https://raw.githubusercontent.com/apache/airflow/constraints-3
 
 
 def _lines(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return [
+        line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]
 
 
 def test_first_line_is_the_mwaa_constraint():
@@ -56,10 +58,25 @@ def test_requirements_resolve_under_mwaa_constraints_for_python_312(tmp_path):
     reqs = tmp_path / "requirements.in"
     reqs.write_text("\n".join(["apache-airflow==3.3.1", *_lines(ROOT / "requirements.txt")[1:]]) + "\n")
     result = subprocess.run(
-        [uv, "pip", "compile", str(reqs), "-c", str(constraints),
-         "-c", str(ROOT / "constraints" / "mwaa-essential-3.3.1.txt"),
-         "--python-version", "3.12", "--python-platform", "x86_64-manylinux_2_28", "--quiet", "--no-header"],
-        capture_output=True, text=True, timeout=600,
+        [
+            uv,
+            "pip",
+            "compile",
+            str(reqs),
+            "-c",
+            str(constraints),
+            "-c",
+            str(ROOT / "constraints" / "mwaa-essential-3.3.1.txt"),
+            "--python-version",
+            "3.12",
+            "--python-platform",
+            "x86_64-manylinux_2_28",
+            "--quiet",
+            "--no-header",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     resolved = result.stdout

@@ -33,7 +33,10 @@ def start_emulator(work: Path, env: dict[str, str], timeout: float = 60) -> tupl
     log = (work / "emulator.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "emulator.server", "--url-file", str(url_file)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT,
     )
     deadline = time.monotonic() + timeout
     while not url_file.exists():
@@ -96,8 +99,10 @@ def run_dag(conf: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError(f"the DAG does not import: {bag.import_errors}")
     dag = bag.get_dag(DAG_ID)
     run = dag.test(run_conf=conf)
-    states = {ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state)
-              for ti in run.get_task_instances()}
+    states = {
+        ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state)
+        for ti in run.get_task_instances()
+    }
     summary_ti = run.get_task_instance("summary")
     summary = summary_ti.xcom_pull(task_ids="summary") if summary_ti is not None else None
     return {"state": str(run.state), "run_id": run.run_id, "tasks": states, "summary": summary}
@@ -107,17 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     """``make demo``: generate, emulate, run, summarise."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["train", "tune"], default="train", help="training branch")
-    parser.add_argument("--training", choices=["fast", "train"], default="train",
-                        help="emulated training: 'train' really trains, 'fast' builds an untrained model")
+    parser.add_argument(
+        "--training",
+        choices=["fast", "train"],
+        default="train",
+        help="emulated training: 'train' really trains, 'fast' builds an untrained model",
+    )
     parser.add_argument("--images", type=int, default=60, help="sample photos to generate")
     parser.add_argument("--work-dir", type=Path, default=REPO_ROOT / ".demo")
     parser.add_argument("--json", type=Path, help="also write the result as JSON here")
     args = parser.parse_args(argv)
     started = time.monotonic()
 
+    from deeplens_pipeline.summary import format_summary
     from emulator.sample_dataset import generate_sample_dataset
     from emulator.seed import seed_demo_account
-    from deeplens_pipeline.summary import format_summary
 
     work = args.work_dir.resolve()
     shutil.rmtree(work, ignore_errors=True)
@@ -142,9 +151,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Emulator serving on {url} (log: {work / 'emulator.log'})")
         os.environ.update(airflow_env(work, url, region))
         account = seed_demo_account(url, region=region)
-        print(f"Seeded: bucket {account.bucket}, device {account.thing_name}, workteam {account.workteam_arn}")
-        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
-                       stdout=subprocess.DEVNULL, env=os.environ)
+        print(
+            f"Seeded: bucket {account.bucket}, device {account.thing_name}, workteam {account.workteam_arn}"
+        )
+        subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env=os.environ,
+        )
         result = run_dag(run_conf(account, dataset / "images", args.mode, classes))
     finally:
         emulator.terminate()

@@ -43,7 +43,9 @@ def _client(service: str, endpoint_url: str, region: str) -> Any:
     return boto3.client(service, endpoint_url=endpoint_url, region_name=region)
 
 
-def seed_demo_account(endpoint_url: str, region: str = "us-east-1", bucket: str = "deeplens-demo") -> DemoAccount:
+def seed_demo_account(
+    endpoint_url: str, region: str = "us-east-1", bucket: str = "deeplens-demo"
+) -> DemoAccount:
     """Create the demo's AWS resources in the emulator (safe to call twice)."""
     s3 = _client("s3", endpoint_url, region)
     if bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
@@ -62,8 +64,13 @@ def seed_demo_account(endpoint_url: str, region: str = "us-east-1", bucket: str 
         workteam_arn = sagemaker.create_workteam(
             WorkteamName="deeplens-team",
             MemberDefinitions=[
-                {"CognitoMemberDefinition": {"UserPool": f"{region}_deeplens", "UserGroup": "labellers",
-                                             "ClientId": "deeplensdemo"}}
+                {
+                    "CognitoMemberDefinition": {
+                        "UserPool": f"{region}_deeplens",
+                        "UserGroup": "labellers",
+                        "ClientId": "deeplensdemo",
+                    }
+                }
             ],
             Description="The demo's private labelling team (a simulated workforce)",
         )["WorkteamArn"]
@@ -86,8 +93,12 @@ def _register_device(endpoint_url: str, region: str, thing_name: str) -> str:
         Name=f"{thing_name}_Core",
         InitialVersion={
             "Cores": [
-                {"CertificateArn": cert["certificateArn"], "Id": thing_name, "SyncShadow": True,
-                 "ThingArn": thing_arn}
+                {
+                    "CertificateArn": cert["certificateArn"],
+                    "Id": thing_name,
+                    "SyncShadow": True,
+                    "ThingArn": thing_arn,
+                }
             ]
         },
     )

@@ -41,7 +41,9 @@ class EmulatorSettings:
         keys = env.get("EMULATOR_ANSWER_KEYS", "")
         return cls(
             work_dir=Path(env.get("EMULATOR_WORK_DIR", str(base.work_dir))),
-            labeling_delay_seconds=float(env.get("EMULATOR_LABELING_DELAY_SECONDS", base.labeling_delay_seconds)),
+            labeling_delay_seconds=float(
+                env.get("EMULATOR_LABELING_DELAY_SECONDS", base.labeling_delay_seconds)
+            ),
             answer_keys=tuple(Path(p) for p in keys.split(os.pathsep) if p),
             training_mode=env.get("EMULATOR_TRAINING_MODE", base.training_mode),
             training_backbone=env.get("EMULATOR_TRAINING_BACKBONE", base.training_backbone),

@@ -217,7 +217,7 @@ def parse_manifest(
                 boxes.append(
                     {
                         "class_id": index[name],
-                        **{k: int(round(float(box[k]))) for k in ("left", "top", "width", "height")},
+                        **{k: round(float(box[k])) for k in ("left", "top", "width", "height")},
                     }
                 )
             yield LabelledImage(
@@ -246,9 +246,7 @@ def summarise(images: Iterable[LabelledImage], classes: list[str]) -> ManifestSu
     return summary
 
 
-def merge_labels(
-    existing: Iterable[LabelledImage], new: Iterable[LabelledImage]
-) -> list[LabelledImage]:
+def merge_labels(existing: Iterable[LabelledImage], new: Iterable[LabelledImage]) -> list[LabelledImage]:
     """All labels by source-ref, the newer label winning; sorted by source-ref for stable output."""
     merged = {image.source_ref: image for image in existing}
     merged.update((image.source_ref, image) for image in new)

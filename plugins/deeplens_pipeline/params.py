@@ -132,8 +132,12 @@ PARAM_SPECS: dict[str, ParamSpec] = {
     ),
     # --- Training ---------------------------------------------------------------------------
     "validation_fraction": _spec(
-        0.2, "Training", "Share of labelled images held out for validation.", type="number",
-        exclusiveMinimum=0, maximum=0.5,
+        0.2,
+        "Training",
+        "Share of labelled images held out for validation.",
+        type="number",
+        exclusiveMinimum=0,
+        maximum=0.5,
     ),
     "split_seed": _spec(0, "Training", "Seed of the reproducible train/validation split.", type="integer"),
     "training_mode": _spec(
@@ -144,7 +148,11 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         enum=["train", "tune"],
     ),
     "instance_type": _spec(
-        "ml.p3.2xlarge", "Training", "GPU instance for training.", type="string", pattern=r"^ml\.[a-z0-9]+\.\w+$"
+        "ml.p3.2xlarge",
+        "Training",
+        "GPU instance for training.",
+        type="string",
+        pattern=r"^ml\.[a-z0-9]+\.\w+$",
     ),
     "training_image": _spec(
         "",
@@ -159,9 +167,7 @@ PARAM_SPECS: dict[str, ParamSpec] = {
     "base_network": _spec(
         "resnet-50", "Training", "Backbone of the SSD.", type="string", enum=["resnet-50", "vgg-16"]
     ),
-    "use_pretrained_model": _spec(
-        1, "Training", "Start from ImageNet weights.", type="integer", enum=[0, 1]
-    ),
+    "use_pretrained_model": _spec(1, "Training", "Start from ImageNet weights.", type="integer", enum=[0, 1]),
     "label_width": _spec(50, "Training", "Padded label width.", type="integer", minimum=6, maximum=1000),
     "optimizer": _spec(
         "sgd", "Training", "Optimizer.", type="string", enum=["sgd", "adam", "rmsprop", "adadelta"]
@@ -178,16 +184,23 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         type="string",
         pattern=r"^(\d+(,\d+)*)?$",
     ),
-    "tuning_max_jobs": _spec(30, "Tuning", "Training jobs the tuner may run.", type="integer", minimum=1,
-                             maximum=500),
+    "tuning_max_jobs": _spec(
+        30, "Tuning", "Training jobs the tuner may run.", type="integer", minimum=1, maximum=500
+    ),
     "tuning_max_parallel_jobs": _spec(
-        1, "Tuning", "Jobs run at once (1 makes the most of early stopping).", type="integer", minimum=1,
+        1,
+        "Tuning",
+        "Jobs run at once (1 makes the most of early stopping).",
+        type="integer",
+        minimum=1,
         maximum=100,
     ),
-    "tuning_learning_rate_min": _spec(0.0001, "Tuning", "Learning rate range, low end.", type="number",
-                                      exclusiveMinimum=0),
-    "tuning_learning_rate_max": _spec(0.01, "Tuning", "Learning rate range, high end.", type="number",
-                                      exclusiveMinimum=0),
+    "tuning_learning_rate_min": _spec(
+        0.0001, "Tuning", "Learning rate range, low end.", type="number", exclusiveMinimum=0
+    ),
+    "tuning_learning_rate_max": _spec(
+        0.01, "Tuning", "Learning rate range, high end.", type="number", exclusiveMinimum=0
+    ),
     # --- Model ------------------------------------------------------------------------------
     "model_prefix": _spec(
         "deeplens_model",
@@ -196,8 +209,9 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         type="string",
         pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$",
     ),
-    "nms_threshold": _spec(0.45, "Model", "Non-maximum suppression threshold.", type="number",
-                           exclusiveMinimum=0, maximum=1),
+    "nms_threshold": _spec(
+        0.45, "Model", "Non-maximum suppression threshold.", type="number", exclusiveMinimum=0, maximum=1
+    ),
     "replace_original_model": _spec(
         False,
         "Model",
@@ -227,11 +241,16 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         type="string",
         pattern=r"^deeplens-[A-Za-z0-9_-]{1,55}$",
     ),
-    "detection_threshold": _spec(0.5, "Device", "Minimum score the device reports.", type="number",
-                                 minimum=0, maximum=1),
+    "detection_threshold": _spec(
+        0.5, "Device", "Minimum score the device reports.", type="number", minimum=0, maximum=1
+    ),
     # --- Operations -------------------------------------------------------------------------
     "poll_seconds": _spec(
-        60, "Operations", "Seconds between status checks of long AWS jobs.", type="integer", minimum=1,
+        60,
+        "Operations",
+        "Seconds between status checks of long AWS jobs.",
+        type="integer",
+        minimum=1,
         maximum=3600,
     ),
 }

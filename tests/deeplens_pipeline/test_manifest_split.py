@@ -10,7 +10,8 @@ BOX = [{"class_id": 0, "left": 1, "top": 1, "width": 5, "height": 5}]
 
 def images(n, empty=0):
     return [LabelledImage(f"s3://b/{i:03d}.jpg", 10, 10, 3, BOX) for i in range(n)] + [
-        LabelledImage(f"s3://b/e{i:03d}.jpg", 10, 10, 3, []) for i in range(empty)]
+        LabelledImage(f"s3://b/e{i:03d}.jpg", 10, 10, 3, []) for i in range(empty)
+    ]
 
 
 def test_eighty_twenty_and_empty_images_left_out():

@@ -13,8 +13,12 @@ def _validate(operation, request):
     assert not report.has_errors(), report.generate_report()
 
 
-ARGS = dict(train_uri="s3://deeplens-b/m/train.manifest", validation_uri="s3://deeplens-b/m/val.manifest",
-            output_uri="s3://deeplens-b/output/", num_training_samples=80)
+ARGS = dict(
+    train_uri="s3://deeplens-b/m/train.manifest",
+    validation_uri="s3://deeplens-b/m/val.manifest",
+    output_uri="s3://deeplens-b/output/",
+    num_training_samples=80,
+)
 
 
 def test_training_request_matches_the_seed_and_the_service_model():
@@ -23,10 +27,19 @@ def test_training_request_matches_the_seed_and_the_service_model():
     _validate("CreateTrainingJob", request)
     hp = request["HyperParameters"]
     assert hp == {
-        "base_network": "resnet-50", "use_pretrained_model": "1", "num_classes": "2",
-        "num_training_samples": "80", "image_shape": "480", "label_width": "50", "optimizer": "sgd",
-        "learning_rate": "0.0005", "mini_batch_size": "16", "epochs": "50", "lr_scheduler_step": "5,10,25,40",
-        "lr_scheduler_factor": "0.1", "nms_threshold": "0.45",
+        "base_network": "resnet-50",
+        "use_pretrained_model": "1",
+        "num_classes": "2",
+        "num_training_samples": "80",
+        "image_shape": "480",
+        "label_width": "50",
+        "optimizer": "sgd",
+        "learning_rate": "0.0005",
+        "mini_batch_size": "16",
+        "epochs": "50",
+        "lr_scheduler_step": "5,10,25,40",
+        "lr_scheduler_factor": "0.1",
+        "nms_threshold": "0.45",
     }
     for channel in request["InputDataConfig"]:
         assert channel["InputMode"] == "Pipe"
@@ -36,7 +49,8 @@ def test_training_request_matches_the_seed_and_the_service_model():
         assert channel["DataSource"]["S3DataSource"]["AttributeNames"] == ["source-ref", "bounding-box"]
     assert [c["ChannelName"] for c in request["InputDataConfig"]] == ["train", "validation"]
     assert request["AlgorithmSpecification"]["TrainingImage"] == (
-        "811284229777.dkr.ecr.us-east-1.amazonaws.com/object-detection:1")
+        "811284229777.dkr.ecr.us-east-1.amazonaws.com/object-detection:1"
+    )
 
 
 def test_tuning_request_ranges():
@@ -61,5 +75,8 @@ def test_region_without_image_names_the_parameter():
 
 
 def test_final_metric():
-    assert training.final_metric({"FinalMetricDataList": [{"MetricName": "validation:mAP", "Value": 0.7}]}) == 0.7
+    assert (
+        training.final_metric({"FinalMetricDataList": [{"MetricName": "validation:mAP", "Value": 0.7}]})
+        == 0.7
+    )
     assert training.final_metric({}) is None

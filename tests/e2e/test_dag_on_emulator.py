@@ -12,8 +12,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_demo(tmp_path: Path, mode: str) -> dict:
     out = tmp_path / "result.json"
-    command = [sys.executable, str(ROOT / "scripts" / "demo.py"), "--mode", mode, "--training", "fast",
-               "--images", "16", "--work-dir", str(tmp_path / "demo"), "--json", str(out)]
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "demo.py"),
+        "--mode",
+        mode,
+        "--training",
+        "fast",
+        "--images",
+        "16",
+        "--work-dir",
+        str(tmp_path / "demo"),
+        "--json",
+        str(out),
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert out.exists(), completed.stdout[-4000:] + completed.stderr[-4000:]
     result = json.loads(out.read_text())

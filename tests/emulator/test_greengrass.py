@@ -27,45 +27,86 @@ def _tar(members: dict[str, bytes]) -> bytes:
 @pytest.fixture(scope="module")
 def device(emulator):
     account = seed_demo_account(emulator.url, region=REGION, bucket="deeplens-gg-test")
-    clients = {s: boto3.client(s, endpoint_url=emulator.url, region_name=REGION)
-               for s in ("s3", "lambda", "greengrass")}
-    clients["s3"].put_object(Bucket=account.bucket, Key="good.tar.gz", Body=_tar(
-        {"deploy_m-symbol.json": b"{}", "deploy_m-0000.params": b"x"}))
-    clients["s3"].put_object(Bucket=account.bucket, Key="bad.tar.gz", Body=_tar({"model_algo_1-symbol.json": b"{}"}))
+    clients = {
+        s: boto3.client(s, endpoint_url=emulator.url, region_name=REGION)
+        for s in ("s3", "lambda", "greengrass")
+    }
+    clients["s3"].put_object(
+        Bucket=account.bucket,
+        Key="good.tar.gz",
+        Body=_tar({"deploy_m-symbol.json": b"{}", "deploy_m-0000.params": b"x"}),
+    )
+    clients["s3"].put_object(
+        Bucket=account.bucket, Key="bad.tar.gz", Body=_tar({"model_algo_1-symbol.json": b"{}"})
+    )
     code = io.BytesIO()
     with zipfile.ZipFile(code, "w") as archive:
         archive.writestr("lambda_function.py", "def function_handler(event, context):\n    return None\n")
     fn = clients["lambda"].create_function(
-        FunctionName="deeplens-gg-test", Runtime="python3.12", Role=account.role_arn,
-        Handler="lambda_function.function_handler", Code={"ZipFile": code.getvalue()})
+        FunctionName="deeplens-gg-test",
+        Runtime="python3.12",
+        Role=account.role_arn,
+        Handler="lambda_function.function_handler",
+        Code={"ZipFile": code.getvalue()},
+    )
     version = clients["lambda"].publish_version(FunctionName="deeplens-gg-test")
     group = clients["greengrass"].get_group(GroupId=account.group_id)
     core = clients["greengrass"].get_group_version(
-        GroupId=account.group_id, GroupVersionId=group["LatestVersion"])["Definition"]["CoreDefinitionVersionArn"]
+        GroupId=account.group_id, GroupVersionId=group["LatestVersion"]
+    )["Definition"]["CoreDefinitionVersionArn"]
     return {"account": account, "core": core, "fn": fn, "version_arn": version["FunctionArn"], **clients}
 
 
 def deploy(device, model_key, function_arn, token=None):
     gg, bucket = device["greengrass"], device["account"].bucket
-    functions = gg.create_function_definition(InitialVersion={"Functions": [{
-        "Id": "inference", "FunctionArn": function_arn,
-        "FunctionConfiguration": {"MemorySize": 65536, "Timeout": 30, "Pinned": True}}]})
-    resources = gg.create_resource_definition(InitialVersion={"Resources": [{
-        "Id": "model", "Name": "model", "ResourceDataContainer": {"S3MachineLearningModelResourceData": {
-            "S3Uri": f"s3://{bucket}/{model_key}", "DestinationPath": "/opt/awscam/artifacts"}}}]})
-    version = gg.create_group_version(GroupId=device["account"].group_id, CoreDefinitionVersionArn=device["core"],
-                                      FunctionDefinitionVersionArn=functions["LatestVersionArn"],
-                                      ResourceDefinitionVersionArn=resources["LatestVersionArn"])
+    functions = gg.create_function_definition(
+        InitialVersion={
+            "Functions": [
+                {
+                    "Id": "inference",
+                    "FunctionArn": function_arn,
+                    "FunctionConfiguration": {"MemorySize": 65536, "Timeout": 30, "Pinned": True},
+                }
+            ]
+        }
+    )
+    resources = gg.create_resource_definition(
+        InitialVersion={
+            "Resources": [
+                {
+                    "Id": "model",
+                    "Name": "model",
+                    "ResourceDataContainer": {
+                        "S3MachineLearningModelResourceData": {
+                            "S3Uri": f"s3://{bucket}/{model_key}",
+                            "DestinationPath": "/opt/awscam/artifacts",
+                        }
+                    },
+                }
+            ]
+        }
+    )
+    version = gg.create_group_version(
+        GroupId=device["account"].group_id,
+        CoreDefinitionVersionArn=device["core"],
+        FunctionDefinitionVersionArn=functions["LatestVersionArn"],
+        ResourceDefinitionVersionArn=resources["LatestVersionArn"],
+    )
     extra = {"AmznClientToken": token} if token else {}
-    return gg.create_deployment(GroupId=device["account"].group_id, GroupVersionId=version["Version"],
-                                DeploymentType="NewDeployment", **extra)["DeploymentId"]
+    return gg.create_deployment(
+        GroupId=device["account"].group_id,
+        GroupVersionId=version["Version"],
+        DeploymentType="NewDeployment",
+        **extra,
+    )["DeploymentId"]
 
 
 def final_status(device, deployment_id, timeout=15):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = device["greengrass"].get_deployment_status(GroupId=device["account"].group_id,
-                                                            DeploymentId=deployment_id)
+        status = device["greengrass"].get_deployment_status(
+            GroupId=device["account"].group_id, DeploymentId=deployment_id
+        )
         if status["DeploymentStatus"] in ("Success", "Failure"):
             return status
         time.sleep(0.1)
@@ -74,16 +115,23 @@ def final_status(device, deployment_id, timeout=15):
 
 def test_good_deployment_succeeds(device):
     deployment = deploy(device, "good.tar.gz", device["version_arn"])
-    assert device["greengrass"].get_deployment_status(
-        GroupId=device["account"].group_id, DeploymentId=deployment)["DeploymentStatus"] == "InProgress"
+    assert (
+        device["greengrass"].get_deployment_status(
+            GroupId=device["account"].group_id, DeploymentId=deployment
+        )["DeploymentStatus"]
+        == "InProgress"
+    )
     assert final_status(device, deployment)["DeploymentStatus"] == "Success"
 
 
-@pytest.mark.parametrize(("model", "function", "reason"), [
-    ("bad.tar.gz", "version", "no deploy_*-symbol.json"),
-    ("missing.tar.gz", "version", "cannot download the model"),
-    ("good.tar.gz", "latest", "not $LATEST"),
-])
+@pytest.mark.parametrize(
+    ("model", "function", "reason"),
+    [
+        ("bad.tar.gz", "version", "no deploy_*-symbol.json"),
+        ("missing.tar.gz", "version", "cannot download the model"),
+        ("good.tar.gz", "latest", "not $LATEST"),
+    ],
+)
 def test_device_failure_reasons(device, model, function, reason):
     arn = device["version_arn"] if function == "version" else device["fn"]["FunctionArn"] + ":$LATEST"
     status = final_status(device, deploy(device, model, arn))
@@ -95,13 +143,17 @@ def test_client_token_makes_create_deployment_idempotent(device):
     first = deploy(device, "good.tar.gz", device["version_arn"], token="run-1")
     group_id = device["account"].group_id
     latest = device["greengrass"].get_group(GroupId=group_id)["LatestVersion"]
-    again = device["greengrass"].create_deployment(GroupId=group_id, GroupVersionId=latest,
-                                                   DeploymentType="NewDeployment", AmznClientToken="run-1")
+    again = device["greengrass"].create_deployment(
+        GroupId=group_id, GroupVersionId=latest, DeploymentType="NewDeployment", AmznClientToken="run-1"
+    )
     assert again["DeploymentId"] == first
 
 
 def test_check_model_archive():
-    assert check_model_archive(_tar({"a/deploy_x-symbol.json": b"", "a/deploy_x-0000.params": b""}), "u") == "deploy_x"
+    assert (
+        check_model_archive(_tar({"a/deploy_x-symbol.json": b"", "a/deploy_x-0000.params": b""}), "u")
+        == "deploy_x"
+    )
     with pytest.raises(ValueError, match="not deploy_x-0000.params"):
         check_model_archive(_tar({"deploy_x-symbol.json": b""}), "u")
     with pytest.raises(ValueError, match="not a gzip tar"):

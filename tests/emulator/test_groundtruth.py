@@ -10,15 +10,29 @@ from PIL import Image
 from emulator.extension.groundtruth import map_box
 
 REGION = "us-east-1"
+ACS_LAMBDA = "arn:aws:lambda:us-east-1:432418664414:function:ACS-BoundingBox"
 
 
 @pytest.fixture(scope="module")
 def aws(emulator, tmp_path_factory):
     key = tmp_path_factory.mktemp("answers") / "answer_key.json"
-    key.write_text(json.dumps({"classes": ["cat", "dog"], "images": {
-        "photo.png": {"width": 200, "height": 100, "objects": [
-            {"label": "dog", "left": 10, "top": 20, "width": 50, "height": 40},
-            {"label": "bird", "left": 0, "top": 0, "width": 5, "height": 5}]}}}))
+    key.write_text(
+        json.dumps(
+            {
+                "classes": ["cat", "dog"],
+                "images": {
+                    "photo.png": {
+                        "width": 200,
+                        "height": 100,
+                        "objects": [
+                            {"label": "dog", "left": 10, "top": 20, "width": 50, "height": 40},
+                            {"label": "bird", "left": 0, "top": 0, "width": 5, "height": 5},
+                        ],
+                    }
+                },
+            }
+        )
+    )
     emulator.settings.answer_keys = (key,)
     clients = {s: boto3.client(s, endpoint_url=emulator.url, region_name=REGION) for s in ("s3", "sagemaker")}
     s3 = clients["s3"]
@@ -26,35 +40,52 @@ def aws(emulator, tmp_path_factory):
     buf = io.BytesIO()
     Image.new("RGB", (100, 100)).save(buf, "JPEG")
     transform = {"w": 200, "h": 100, "orientation": 1, "scale": 0.5, "dx": 0, "dy": 25, "size": 100}
-    s3.put_object(Bucket="deeplens-gt", Key="input/photo.jpg", Body=buf.getvalue(),
-                  Metadata={"deeplens-source": "photos/photo.png", "deeplens-transform": json.dumps(transform)})
+    s3.put_object(
+        Bucket="deeplens-gt",
+        Key="input/photo.jpg",
+        Body=buf.getvalue(),
+        Metadata={"deeplens-source": "photos/photo.png", "deeplens-transform": json.dumps(transform)},
+    )
     s3.put_object(Bucket="deeplens-gt", Key="input/unknown.jpg", Body=buf.getvalue())
-    s3.put_object(Bucket="deeplens-gt", Key="m/in.manifest",
-                  Body=b'{"source-ref": "s3://deeplens-gt/input/photo.jpg"}\n'
-                       b'{"source-ref": "s3://deeplens-gt/input/unknown.jpg"}\n')
-    s3.put_object(Bucket="deeplens-gt", Key="m/labels.json", Body=json.dumps(
-        {"document-version": "2018-11-28", "labels": [{"label": "cat"}, {"label": "dog"}]}).encode())
+    s3.put_object(
+        Bucket="deeplens-gt",
+        Key="m/in.manifest",
+        Body=b'{"source-ref": "s3://deeplens-gt/input/photo.jpg"}\n'
+        b'{"source-ref": "s3://deeplens-gt/input/unknown.jpg"}\n',
+    )
+    s3.put_object(
+        Bucket="deeplens-gt",
+        Key="m/labels.json",
+        Body=json.dumps(
+            {"document-version": "2018-11-28", "labels": [{"label": "cat"}, {"label": "dog"}]}
+        ).encode(),
+    )
     team = clients["sagemaker"].create_workteam(
-        WorkteamName="gt-team", Description="d",
-        MemberDefinitions=[{"CognitoMemberDefinition": {"UserPool": "p", "UserGroup": "g", "ClientId": "c"}}])
+        WorkteamName="gt-team",
+        Description="d",
+        MemberDefinitions=[{"CognitoMemberDefinition": {"UserPool": "p", "UserGroup": "g", "ClientId": "c"}}],
+    )
     clients["workteam"] = team["WorkteamArn"]
     return clients
 
 
 def request(aws, name, **extra):
     body = {
-        "LabelingJobName": name, "LabelAttributeName": "bounding-box",
+        "LabelingJobName": name,
+        "LabelAttributeName": "bounding-box",
         "InputConfig": {"DataSource": {"S3DataSource": {"ManifestS3Uri": "s3://deeplens-gt/m/in.manifest"}}},
         "OutputConfig": {"S3OutputPath": "s3://deeplens-gt/output/"},
         "RoleArn": "arn:aws:iam::123456789012:role/r",
         "LabelCategoryConfigS3Uri": "s3://deeplens-gt/m/labels.json",
         "HumanTaskConfig": {
-            "WorkteamArn": aws["workteam"], "UiConfig": {"UiTemplateS3Uri": "s3://deeplens-gt/t.html"},
+            "WorkteamArn": aws["workteam"],
+            "UiConfig": {"UiTemplateS3Uri": "s3://deeplens-gt/t.html"},
             "PreHumanTaskLambdaArn": "arn:aws:lambda:us-east-1:432418664414:function:PRE-BoundingBox",
-            "TaskTitle": "t", "TaskDescription": "d", "NumberOfHumanWorkersPerDataObject": 1,
+            "TaskTitle": "t",
+            "TaskDescription": "d",
+            "NumberOfHumanWorkersPerDataObject": 1,
             "TaskTimeLimitInSeconds": 300,
-            "AnnotationConsolidationConfig": {
-                "AnnotationConsolidationLambdaArn": "arn:aws:lambda:us-east-1:432418664414:function:ACS-BoundingBox"},
+            "AnnotationConsolidationConfig": {"AnnotationConsolidationLambdaArn": ACS_LAMBDA},
         },
     }
     body.update(extra)
@@ -80,16 +111,26 @@ def test_job_labels_from_the_answer_key_through_the_transform(aws):
     assert job["LabelCounters"]["TotalLabeled"] == 2
     uri = job["LabelingJobOutput"]["OutputDatasetS3Uri"]
     assert uri == "s3://deeplens-gt/output/job-ok/manifests/output/output.manifest"
-    lines = [json.loads(line) for line in aws["s3"].get_object(
-        Bucket="deeplens-gt", Key=uri.split("/", 3)[3])["Body"].read().decode().splitlines()]
+    lines = [
+        json.loads(line)
+        for line in aws["s3"]
+        .get_object(Bucket="deeplens-gt", Key=uri.split("/", 3)[3])["Body"]
+        .read()
+        .decode()
+        .splitlines()
+    ]
     first, second = lines
     assert first["bounding-box"]["image_size"] == [{"width": 100, "height": 100, "depth": 3}]
     # dog at (10,20,50x40) in the source → scale 0.5, dy 25 → (5, 35, 25x20); 'bird' is not a class
-    assert first["bounding-box"]["annotations"] == [{"class_id": 1, "left": 5, "top": 35, "width": 25, "height": 20}]
+    assert first["bounding-box"]["annotations"] == [
+        {"class_id": 1, "left": 5, "top": 35, "width": 25, "height": 20}
+    ]
     assert first["bounding-box-metadata"]["class-map"] == {"0": "cat", "1": "dog"}
     assert first["bounding-box-metadata"]["job-name"] == "labeling-job/job-ok"
     assert second["bounding-box"]["annotations"] == []
-    names = [j["LabelingJobName"] for j in sm.list_labeling_jobs(NameContains="job-ok")["LabelingJobSummaryList"]]
+    names = [
+        j["LabelingJobName"] for j in sm.list_labeling_jobs(NameContains="job-ok")["LabelingJobSummaryList"]
+    ]
     assert names == ["job-ok"]
 
 
@@ -106,15 +147,25 @@ def test_duplicate_name_and_bad_attribute_are_refused(aws):
 
 def test_unknown_workteam_is_refused(aws):
     body = request(aws, "job-team")
-    body["HumanTaskConfig"]["WorkteamArn"] = "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/nobody"
+    body["HumanTaskConfig"]["WorkteamArn"] = (
+        "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/nobody"
+    )
     with pytest.raises(ClientError, match="does not exist"):
         aws["sagemaker"].create_labeling_job(**body)
 
 
 def test_failure_on_request_and_missing_manifest(aws):
     sm = aws["sagemaker"]
-    sm.create_labeling_job(**request(aws, "job-fail", Tags=[
-        {"Key": "emulator:outcome", "Value": "Failed"}, {"Key": "emulator:failure-reason", "Value": "workers quit"}]))
+    sm.create_labeling_job(
+        **request(
+            aws,
+            "job-fail",
+            Tags=[
+                {"Key": "emulator:outcome", "Value": "Failed"},
+                {"Key": "emulator:failure-reason", "Value": "workers quit"},
+            ],
+        )
+    )
     job = wait(sm, "job-fail")
     assert (job["LabelingJobStatus"], job["FailureReason"]) == ("Failed", "workers quit")
     body = request(aws, "job-missing")
@@ -140,7 +191,15 @@ def test_stop(aws, emulator):
 def test_map_box_clips_and_drops():
     t = {"scale": 1.0, "dx": -50, "dy": 0, "size": 100}
     assert map_box({"left": 60, "top": 10, "width": 20, "height": 20}, t) == {
-        "left": 10, "top": 10, "width": 20, "height": 20}
+        "left": 10,
+        "top": 10,
+        "width": 20,
+        "height": 20,
+    }
     assert map_box({"left": 140, "top": 10, "width": 20, "height": 20}, t) == {
-        "left": 90, "top": 10, "width": 10, "height": 20}
+        "left": 90,
+        "top": 10,
+        "width": 10,
+        "height": 20,
+    }
     assert map_box({"left": 0, "top": 10, "width": 20, "height": 20}, t) is None

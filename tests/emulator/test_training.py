@@ -9,8 +9,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from deeplens_pipeline.training import training_job_config, tuning_job_config
 from deeplens_pipeline.params import validate_params
+from deeplens_pipeline.training import training_job_config, tuning_job_config
 from emulator.sample_dataset import generate_sample_dataset
 
 BUCKET = "deeplens-train-test"
@@ -25,21 +25,50 @@ def data(emulator, tmp_path_factory):
     lines = []
     for name, entry in sorted(key["images"].items()):
         s3.upload_file(str(root / "images" / name), BUCKET, f"input/{name}")
-        boxes = [{"class_id": key["classes"].index(o["label"]), **{k: o[k] for k in ("left", "top", "width", "height")}}
-                 for o in entry["objects"]]
-        lines.append(json.dumps({"source-ref": f"s3://{BUCKET}/input/{name}", "bounding-box": {
-            "image_size": [{"width": entry["width"], "height": entry["height"], "depth": 3}], "annotations": boxes}}))
+        boxes = [
+            {
+                "class_id": key["classes"].index(o["label"]),
+                **{k: o[k] for k in ("left", "top", "width", "height")},
+            }
+            for o in entry["objects"]
+        ]
+        lines.append(
+            json.dumps(
+                {
+                    "source-ref": f"s3://{BUCKET}/input/{name}",
+                    "bounding-box": {
+                        "image_size": [{"width": entry["width"], "height": entry["height"], "depth": 3}],
+                        "annotations": boxes,
+                    },
+                }
+            )
+        )
     s3.put_object(Bucket=BUCKET, Key="m/train.manifest", Body="\n".join(lines[:4]).encode())
     s3.put_object(Bucket=BUCKET, Key="m/validation.manifest", Body="\n".join(lines[4:]).encode())
-    params = validate_params({"bucket": BUCKET, "classes": key["classes"], "image_shape": 300, "epochs": 2,
-                              "lr_scheduler_step": "1", "tuning_max_jobs": 3})
-    return {"s3": s3, "params": params,
-            "sm": boto3.client("sagemaker", endpoint_url=emulator.url, region_name="us-east-1"),
-            "logs": boto3.client("logs", endpoint_url=emulator.url, region_name="us-east-1")}
+    params = validate_params(
+        {
+            "bucket": BUCKET,
+            "classes": key["classes"],
+            "image_shape": 300,
+            "epochs": 2,
+            "lr_scheduler_step": "1",
+            "tuning_max_jobs": 3,
+        }
+    )
+    return {
+        "s3": s3,
+        "params": params,
+        "sm": boto3.client("sagemaker", endpoint_url=emulator.url, region_name="us-east-1"),
+        "logs": boto3.client("logs", endpoint_url=emulator.url, region_name="us-east-1"),
+    }
 
 
-ARGS = dict(train_uri=f"s3://{BUCKET}/m/train.manifest", validation_uri=f"s3://{BUCKET}/m/validation.manifest",
-            output_uri=f"s3://{BUCKET}/output/", num_training_samples=4)
+ARGS = dict(
+    train_uri=f"s3://{BUCKET}/m/train.manifest",
+    validation_uri=f"s3://{BUCKET}/m/validation.manifest",
+    output_uri=f"s3://{BUCKET}/output/",
+    num_training_samples=4,
+)
 
 
 def wait(describe, key, timeout=120):
@@ -67,12 +96,17 @@ def test_training_job_runs_and_writes_a_sagemaker_layout_artifact(data):
     assert metric["MetricName"] == "validation:mAP" and 0.0 <= metric["Value"] <= 1.0
     body = s3.get_object(Bucket=BUCKET, Key=uri.split("/", 3)[3])["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as archive:
-        assert sorted(archive.getnames()) == ["hyperparams.json", "model_algo_1-0000.params",
-                                               "model_algo_1-symbol.json"]
-    streams = data["logs"].describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
-                                                logStreamNamePrefix=name)["logStreams"]
-    events = data["logs"].get_log_events(logGroupName="/aws/sagemaker/TrainingJobs",
-                                         logStreamName=streams[0]["logStreamName"])["events"]
+        assert sorted(archive.getnames()) == [
+            "hyperparams.json",
+            "model_algo_1-0000.params",
+            "model_algo_1-symbol.json",
+        ]
+    streams = data["logs"].describe_log_streams(
+        logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=name
+    )["logStreams"]
+    events = data["logs"].get_log_events(
+        logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=streams[0]["logStreamName"]
+    )["events"]
     assert any("validation mAP" in e["message"] for e in events)
     with pytest.raises(ClientError, match="ResourceInUse"):
         sm.create_training_job(**training_job_config(job_name=name, params=data["params"], **ARGS))
@@ -81,8 +115,12 @@ def test_training_job_runs_and_writes_a_sagemaker_layout_artifact(data):
 def test_training_job_fails_with_a_reason_when_a_manifest_is_missing(data):
     sm = data["sm"]
     args = dict(ARGS, validation_uri=f"s3://{BUCKET}/m/missing.manifest")
-    sm.create_training_job(**training_job_config(job_name="deeplens-train-missing", params=data["params"], **args))
-    job = wait(lambda: sm.describe_training_job(TrainingJobName="deeplens-train-missing"), "TrainingJobStatus")
+    sm.create_training_job(
+        **training_job_config(job_name="deeplens-train-missing", params=data["params"], **args)
+    )
+    job = wait(
+        lambda: sm.describe_training_job(TrainingJobName="deeplens-train-missing"), "TrainingJobStatus"
+    )
     assert job["TrainingJobStatus"] == "Failed"
     assert "missing.manifest" in job["FailureReason"]
 
@@ -91,8 +129,11 @@ def test_tuning_job_runs_training_jobs_and_picks_the_best(data, emulator):
     sm = data["sm"]
     name = "deeplens-tune-emulated"
     sm.create_hyper_parameter_tuning_job(**tuning_job_config(job_name=name, params=data["params"], **ARGS))
-    job = wait(lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
-               "HyperParameterTuningJobStatus", timeout=180)
+    job = wait(
+        lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+        "HyperParameterTuningJobStatus",
+        timeout=180,
+    )
     assert job["HyperParameterTuningJobStatus"] == "Completed"
     runs = emulator.settings.max_tuning_jobs
     assert job["TrainingJobStatusCounters"]["Completed"] == runs
@@ -101,5 +142,10 @@ def test_tuning_job_runs_training_jobs_and_picks_the_best(data, emulator):
     assert set(best["TunedHyperParameters"]) == {"learning_rate", "optimizer"}
     assert best["TunedHyperParameters"]["optimizer"] in ("sgd", "adam", "rmsprop", "adadelta")
     trained = sm.describe_training_job(TrainingJobName=best["TrainingJobName"])
-    assert trained["ModelArtifacts"]["S3ModelArtifacts"].endswith(f"{best['TrainingJobName']}/output/model.tar.gz")
-    assert best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == trained["FinalMetricDataList"][0]["Value"]
+    assert trained["ModelArtifacts"]["S3ModelArtifacts"].endswith(
+        f"{best['TrainingJobName']}/output/model.tar.gz"
+    )
+    assert (
+        best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        == trained["FinalMetricDataList"][0]["Value"]
+    )

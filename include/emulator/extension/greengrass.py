@@ -30,11 +30,18 @@ _lock = threading.Lock()
 _token_responses: dict[tuple[str, str, str, str], Any] = {}
 _errors: dict[str, str] = {}
 _IDEMPOTENT = (
-    "create_core_definition", "create_core_definition_version", "create_device_definition",
-    "create_device_definition_version", "create_function_definition",
-    "create_function_definition_version", "create_resource_definition",
-    "create_resource_definition_version", "create_subscription_definition",
-    "create_subscription_definition_version", "create_group", "create_group_version",
+    "create_core_definition",
+    "create_core_definition_version",
+    "create_device_definition",
+    "create_device_definition_version",
+    "create_function_definition",
+    "create_function_definition_version",
+    "create_resource_definition",
+    "create_resource_definition_version",
+    "create_subscription_definition",
+    "create_subscription_definition_version",
+    "create_group",
+    "create_group_version",
 )
 _original_create_deployment = GreengrassResponse.create_deployment
 _original_get_deployment_status = GreengrassResponse.get_deployment_status
@@ -100,8 +107,11 @@ def check_model_archive(data: bytes, uri: str) -> str:
             names = archive.getnames()
     except tarfile.TarError as err:
         raise ValueError(f"{uri} is not a gzip tar archive ({err})") from None
-    graphs = [n.rsplit("/", 1)[-1] for n in names if n.rsplit("/", 1)[-1].startswith("deploy_")
-              and n.endswith("-symbol.json")]
+    graphs = [
+        n.rsplit("/", 1)[-1]
+        for n in names
+        if n.rsplit("/", 1)[-1].startswith("deploy_") and n.endswith("-symbol.json")
+    ]
     if not graphs:
         raise ValueError(f"{uri} holds no deploy_*-symbol.json (members: {sorted(names)})")
     model = graphs[0][: -len("-symbol.json")]
@@ -149,8 +159,9 @@ def device_check(runtime: Runtime, region: str, group_id: str, version_id: str) 
             check_model_archive(body, data["S3Uri"])
 
 
-def _apply(runtime: Runtime, account: str, region: str, group_id: str, version_id: str,
-           deployment_id: str) -> None:
+def _apply(
+    runtime: Runtime, account: str, region: str, group_id: str, version_id: str, deployment_id: str
+) -> None:
     time.sleep(runtime.settings.deployment_delay_seconds)
     try:
         device_check(runtime, region, group_id, version_id)

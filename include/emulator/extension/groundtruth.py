@@ -72,8 +72,14 @@ def _create_workteam(self: SageMakerResponse) -> ActionResult:
 
 def _find_workteam(account: str, region: str, arn: str) -> dict[str, Any] | None:
     with _lock:
-        return next((t for (a, r, _), t in _workteams.items() if (a, r) == (account, region)
-                     and t["WorkteamArn"] == arn), None)
+        return next(
+            (
+                t
+                for (a, r, _), t in _workteams.items()
+                if (a, r) == (account, region) and t["WorkteamArn"] == arn
+            ),
+            None,
+        )
 
 
 def _describe_workteam(self: SageMakerResponse) -> ActionResult:
@@ -85,7 +91,9 @@ def _describe_workteam(self: SageMakerResponse) -> ActionResult:
 
 
 def _list_workteams(self: SageMakerResponse) -> ActionResult:
-    teams = [t for (a, r, _), t in sorted(_workteams.items()) if (a, r) == (self.current_account, self.region)]
+    teams = [
+        t for (a, r, _), t in sorted(_workteams.items()) if (a, r) == (self.current_account, self.region)
+    ]
     return ActionResult({"Workteams": teams})
 
 
@@ -98,14 +106,18 @@ def _create_labeling_job(self: SageMakerResponse) -> ActionResult:
     if attribute.endswith(("-metadata", "-ref")):
         raise ValidationError(f"LabelAttributeName {attribute!r} must not end with '-metadata' or '-ref'")
     human = self._get_param("HumanTaskConfig")
-    if _find_workteam(self.current_account, self.region, human["WorkteamArn"]) is None \
-            and ":workteam/public-crowd/" not in human["WorkteamArn"]:
+    if (
+        _find_workteam(self.current_account, self.region, human["WorkteamArn"]) is None
+        and ":workteam/public-crowd/" not in human["WorkteamArn"]
+    ):
         raise ValidationError(f"Workteam {human['WorkteamArn']} does not exist")
     key = (self.current_account, self.region, name)
     arn = f"arn:aws:sagemaker:{self.region}:{self.current_account}:labeling-job/{name.lower()}"
     with _lock:
         if key in _jobs:
-            raise ResourceInUseException(f"Labeling job {name} already exists (ARN {_jobs[key]['LabelingJobArn']})")
+            raise ResourceInUseException(
+                f"Labeling job {name} already exists (ARN {_jobs[key]['LabelingJobArn']})"
+            )
         now = _now()
         job = {
             "LabelingJobName": name,
@@ -155,8 +167,17 @@ def _describe_labeling_job(self: SageMakerResponse) -> ActionResult:
 
 
 def _summary(job: dict[str, Any]) -> dict[str, Any]:
-    keys = ("LabelingJobName", "LabelingJobArn", "CreationTime", "LastModifiedTime", "LabelingJobStatus",
-            "LabelCounters", "FailureReason", "LabelingJobOutput", "InputConfig")
+    keys = (
+        "LabelingJobName",
+        "LabelingJobArn",
+        "CreationTime",
+        "LastModifiedTime",
+        "LabelingJobStatus",
+        "LabelCounters",
+        "FailureReason",
+        "LabelingJobOutput",
+        "InputConfig",
+    )
     summary = {k: job[k] for k in keys if k in job}
     summary["WorkteamArn"] = job["HumanTaskConfig"]["WorkteamArn"]
     summary["PreHumanTaskLambdaArn"] = job["HumanTaskConfig"].get("PreHumanTaskLambdaArn", "")
@@ -170,7 +191,8 @@ def _list_labeling_jobs(self: SageMakerResponse) -> ActionResult:
     max_results = self._get_param("MaxResults") or 100
     with _lock:
         jobs = [
-            _summary(j) for (a, r, _), j in _jobs.items()
+            _summary(j)
+            for (a, r, _), j in _jobs.items()
             if (a, r) == (self.current_account, self.region)
             and (not status or j["LabelingJobStatus"] == status)
             and (not contains or contains.lower() in j["LabelingJobName"].lower())
@@ -225,7 +247,7 @@ def _status(key: tuple[str, str, str]) -> str:
 
 
 def _workforce(runtime: Runtime, key: tuple[str, str, str]) -> None:
-    account, region, name = key
+    _, region, name = key
     job = dict(_jobs[key])
     deadline = time.monotonic() + runtime.settings.labeling_delay_seconds
     while time.monotonic() < deadline:
@@ -235,8 +257,11 @@ def _workforce(runtime: Runtime, key: tuple[str, str, str]) -> None:
         time.sleep(0.1)
     tags = {t["Key"]: t["Value"] for t in job.get("Tags", [])}
     if tags.get("emulator:outcome") == "Failed":
-        _set(key, LabelingJobStatus="Failed",
-             FailureReason=tags.get("emulator:failure-reason", "Simulated failure (emulator:outcome=Failed)"))
+        _set(
+            key,
+            LabelingJobStatus="Failed",
+            FailureReason=tags.get("emulator:failure-reason", "Simulated failure (emulator:outcome=Failed)"),
+        )
         return
     s3 = runtime.client("s3", region)
     try:
@@ -305,8 +330,10 @@ def _label(
     attribute = job["LabelAttributeName"]
     return {
         "source-ref": ref,
-        attribute: {"image_size": [{"width": width, "height": height, "depth": depth}],
-                    "annotations": annotations},
+        attribute: {
+            "image_size": [{"width": width, "height": height, "depth": depth}],
+            "annotations": annotations,
+        },
         f"{attribute}-metadata": {
             "objects": [{"confidence": 0.09} for _ in annotations],
             "class-map": {str(i): c for i, c in enumerate(classes)},

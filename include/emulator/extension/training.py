@@ -168,7 +168,9 @@ class _LogSink:
 
     def flush(self) -> None:
         if self.pending:
-            self.logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=self.stream, logEvents=self.pending)
+            self.logs.put_log_events(
+                logGroupName=LOG_GROUP, logStreamName=self.stream, logEvents=self.pending
+            )
             self.pending = []
 
 
@@ -191,20 +193,32 @@ def _run_training(runtime: Runtime, key: tuple[str, str, str]) -> None:
             )
         missing = {"train", "validation"} - set(channels)
         if missing:
-            raise RuntimeError(f"ClientError: the object-detection algorithm needs channels {sorted(missing)}")
+            raise RuntimeError(
+                f"ClientError: the object-detection algorithm needs channels {sorted(missing)}"
+            )
         hp_path = work / "hyperparameters.json"
         hp_path.write_text(json.dumps(job.hyper_parameters or {}))
         output = work / "model.tar.gz"
         command = [
-            settings.ml_python, "-m", "ml_tools.train",
-            "--mode", settings.training_mode,
-            "--train", str(channels["train"]),
-            "--validation", str(channels["validation"]),
-            "--label-attribute", attribute,
-            "--hyperparameters", str(hp_path),
-            "--output", str(output),
-            "--backbone", settings.training_backbone,
-            "--max-seconds", str(settings.training_max_seconds),
+            settings.ml_python,
+            "-m",
+            "ml_tools.train",
+            "--mode",
+            settings.training_mode,
+            "--train",
+            str(channels["train"]),
+            "--validation",
+            str(channels["validation"]),
+            "--label-attribute",
+            attribute,
+            "--hyperparameters",
+            str(hp_path),
+            "--output",
+            str(output),
+            "--backbone",
+            settings.training_backbone,
+            "--max-seconds",
+            str(settings.training_max_seconds),
         ]
         _transition(job, "Training", "Training image download completed. Training in progress.")
         best = _run_container(command, sink, key)
@@ -220,7 +234,9 @@ def _run_training(runtime: Runtime, key: tuple[str, str, str]) -> None:
         _finish(job, "Completed")
         log.info("training job %s completed, %s=%s", name, METRIC_NAME, best)
     except Exception as err:
-        message = str(err) if str(err).startswith(("ClientError", "AlgorithmError")) else f"AlgorithmError: {err}"
+        message = (
+            str(err) if str(err).startswith(("ClientError", "AlgorithmError")) else f"AlgorithmError: {err}"
+        )
         sink.write(message)
         _finish(job, "Failed", message)
         log.warning("training job %s failed: %s", name, message)
@@ -272,8 +288,8 @@ def _create_tuning_job(self: SageMakerResponse) -> ActionResult:
     job = self.sagemaker_backend.hyper_parameter_tuning_jobs[name]
     job.hyper_parameter_tuning_job_status = "InProgress"
     job.hyper_parameter_tuning_end_time = None
-    job.training_job_status_counters = {k: 0 for k in job.training_job_status_counters}
-    job.objective_status_counters = {k: 0 for k in job.objective_status_counters}
+    job.training_job_status_counters = dict.fromkeys(job.training_job_status_counters, 0)
+    job.objective_status_counters = dict.fromkeys(job.objective_status_counters, 0)
     job.best_training_job = None
     job.OverallBestTrainingJob = None
     job.tuning_job_completion_details = None
@@ -316,8 +332,12 @@ def _run_tuning(runtime: Runtime, key: tuple[str, str, str]) -> None:
     requested = int(config["ResourceLimits"]["MaxNumberOfTrainingJobs"])
     count = min(requested, runtime.settings.max_tuning_jobs)
     if count < requested:
-        log.warning("tuning job %s asks for %d training jobs; the emulator runs %d (EMULATOR_MAX_TUNING_JOBS)",
-                    name, requested, count)
+        log.warning(
+            "tuning job %s asks for %d training jobs; the emulator runs %d (EMULATOR_MAX_TUNING_JOBS)",
+            name,
+            requested,
+            count,
+        )
     objective = config["HyperParameterTuningJobObjective"]
     sagemaker = runtime.client("sagemaker", region)
     rng = random.Random(name)
@@ -329,8 +349,9 @@ def _run_tuning(runtime: Runtime, key: tuple[str, str, str]) -> None:
         request = {
             "TrainingJobName": training_name,
             "HyperParameters": {**definition.get("StaticHyperParameters", {}), **tuned},
-            "AlgorithmSpecification": {k: v for k, v in definition["AlgorithmSpecification"].items()
-                                       if k != "MetricDefinitions"},
+            "AlgorithmSpecification": {
+                k: v for k, v in definition["AlgorithmSpecification"].items() if k != "MetricDefinitions"
+            },
             "RoleArn": definition["RoleArn"],
             "InputDataConfig": definition["InputDataConfig"],
             "OutputDataConfig": definition["OutputDataConfig"],
@@ -347,8 +368,14 @@ def _run_tuning(runtime: Runtime, key: tuple[str, str, str]) -> None:
             time.sleep(0.5)
         job.training_job_status_counters["InProgress"] -= 1
         status = described["TrainingJobStatus"]
-        metric = next((m["Value"] for m in described.get("FinalMetricDataList", [])
-                       if m["MetricName"] == objective["MetricName"]), None)
+        metric = next(
+            (
+                m["Value"]
+                for m in described.get("FinalMetricDataList", [])
+                if m["MetricName"] == objective["MetricName"]
+            ),
+            None,
+        )
         if status == "Completed" and metric is not None:
             job.training_job_status_counters["Completed"] += 1
             job.objective_status_counters["Succeeded"] += 1
@@ -377,7 +404,9 @@ def _run_tuning(runtime: Runtime, key: tuple[str, str, str]) -> None:
         "TrainingJobStatus": "Completed",
         "TunedHyperParameters": best["tuned"],
         "FinalHyperParameterTuningJobObjectiveMetric": {
-            "Type": objective["Type"], "MetricName": objective["MetricName"], "Value": best["metric"],
+            "Type": objective["Type"],
+            "MetricName": objective["MetricName"],
+            "Value": best["metric"],
         },
         "ObjectiveStatus": "Succeeded",
     }

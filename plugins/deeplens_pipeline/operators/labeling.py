@@ -23,8 +23,11 @@ def read_labels(s3: S3Hook, layout: BucketLayout, key: str, config: dict[str, An
     if not s3.check_for_key(key, layout.bucket):
         return []
     text = s3.read_key(key, layout.bucket)
-    return list(gt.parse_manifest(text.splitlines(), config["label_attribute"], config["classes"],
-                                  source=layout.uri(key)))
+    return list(
+        gt.parse_manifest(
+            text.splitlines(), config["label_attribute"], config["classes"], source=layout.uri(key)
+        )
+    )
 
 
 def write_labels(
@@ -34,9 +37,7 @@ def write_labels(
     backup = layout.labels_backup_key(tag)
     if s3.check_for_key(layout.labels_key, layout.bucket) and not s3.check_for_key(backup, layout.bucket):
         s3.copy_object(layout.labels_key, backup, layout.bucket, layout.bucket)
-    body = "".join(
-        image.to_line(config["label_attribute"], config["classes"]) + "\n" for image in labels
-    )
+    body = "".join(image.to_line(config["label_attribute"], config["classes"]) + "\n" for image in labels)
     s3.load_string(body, layout.labels_key, layout.bucket, replace=True)
 
 
@@ -60,10 +61,18 @@ class GroundTruthLabelingOperator(PipelineOperator):
             labels = self._merge_prelabelled(s3, layout, config, name)
             labelled = {image.source_ref for image in labels}
             keys = s3.list_keys(bucket_name=layout.bucket, prefix=layout.input_prefix) or []
-            todo = sorted(layout.uri(k) for k in keys if k.lower().endswith(IMAGE_SUFFIXES)
-                          and layout.uri(k) not in labelled)
-            self.log.info("%d image(s) under %s, %d already labelled, %d to label",
-                          len(keys), layout.uri(layout.input_prefix), len(labelled), len(todo))
+            todo = sorted(
+                layout.uri(k)
+                for k in keys
+                if k.lower().endswith(IMAGE_SUFFIXES) and layout.uri(k) not in labelled
+            )
+            self.log.info(
+                "%d image(s) under %s, %d already labelled, %d to label",
+                len(keys),
+                layout.uri(layout.input_prefix),
+                len(labelled),
+                len(todo),
+            )
             if not todo:
                 return self._result(config, s3, layout, None, None)
             self._create_job(hook, s3, layout, config, name, todo)
@@ -72,7 +81,8 @@ class GroundTruthLabelingOperator(PipelineOperator):
             return self._finish(config, hook, name)
         elif job["LabelingJobStatus"] in gt.TERMINAL_BAD:
             raise AirflowException(
-                f"Labelling job {name} is {job['LabelingJobStatus']}: {job.get('FailureReason', 'no reason')}."
+                f"Labelling job {name} is {job['LabelingJobStatus']}: "
+                f"{job.get('FailureReason', 'no reason')}."
                 " Trigger a new DAG run to label again."
             )
         else:
@@ -102,7 +112,9 @@ class GroundTruthLabelingOperator(PipelineOperator):
     ) -> list[gt.LabelledImage]:
         labels = read_labels(s3, layout, layout.labels_key, config)
         known = {image.source_ref for image in labels}
-        pre = [i for i in read_labels(s3, layout, layout.prelabelled_key, config) if i.source_ref not in known]
+        pre = [
+            i for i in read_labels(s3, layout, layout.prelabelled_key, config) if i.source_ref not in known
+        ]
         if pre:
             self.log.info("Adding %d image(s) that came with boxes to the labels", len(pre))
             labels = gt.merge_labels(labels, pre)
@@ -110,13 +122,19 @@ class GroundTruthLabelingOperator(PipelineOperator):
         return labels
 
     def _create_job(
-        self, hook: GroundTruthHook, s3: S3Hook, layout: BucketLayout, config: dict[str, Any],
-        name: str, todo: list[str],
+        self,
+        hook: GroundTruthHook,
+        s3: S3Hook,
+        layout: BucketLayout,
+        config: dict[str, Any],
+        name: str,
+        todo: list[str],
     ) -> None:
         manifest_key = layout.labeling_input_key(name)
         s3.load_string(gt.input_manifest(todo), manifest_key, layout.bucket, replace=True)
-        s3.load_string(gt.label_category_config(config["classes"]), layout.label_config_key,
-                       layout.bucket, replace=True)
+        s3.load_string(
+            gt.label_category_config(config["classes"]), layout.label_config_key, layout.bucket, replace=True
+        )
         # The Liquid template is uploaded from Python, never rendered by Jinja.
         s3.load_string(gt.BOUNDING_BOX_TEMPLATE, layout.ui_template_key, layout.bucket, replace=True)
         request = gt.create_labeling_job_request(
@@ -146,8 +164,14 @@ class GroundTruthLabelingOperator(PipelineOperator):
         bucket, key = split_s3_uri(output_uri)
         s3 = self.s3(config)
         layout = self.layout(config)
-        new = list(gt.parse_manifest(s3.read_key(key, bucket).splitlines(), config["label_attribute"],
-                                     config["classes"], source=output_uri))
+        new = list(
+            gt.parse_manifest(
+                s3.read_key(key, bucket).splitlines(),
+                config["label_attribute"],
+                config["classes"],
+                source=output_uri,
+            )
+        )
         labels = gt.merge_labels(read_labels(s3, layout, layout.labels_key, config), new)
         write_labels(s3, layout, labels, config, name)
         job_summary = gt.summarise(new, config["classes"]).as_dict()
@@ -155,15 +179,24 @@ class GroundTruthLabelingOperator(PipelineOperator):
         return self._result(config, s3, layout, name, job_summary, labels)
 
     def _result(
-        self, config: dict[str, Any], s3: S3Hook, layout: BucketLayout, name: str | None,
-        job_summary: dict[str, Any] | None, labels: list[gt.LabelledImage] | None = None,
+        self,
+        config: dict[str, Any],
+        s3: S3Hook,
+        layout: BucketLayout,
+        name: str | None,
+        job_summary: dict[str, Any] | None,
+        labels: list[gt.LabelledImage] | None = None,
     ) -> dict[str, Any]:
         if labels is None:
             labels = read_labels(s3, layout, layout.labels_key, config)
         total = gt.summarise(labels, config["classes"]).as_dict()
         self.log.info("All labels: %s", total)
-        return {"job_name": name, "job": job_summary, "labels_manifest": layout.uri(layout.labels_key),
-                "total": total}
+        return {
+            "job_name": name,
+            "job": job_summary,
+            "labels_manifest": layout.uri(layout.labels_key),
+            "total": total,
+        }
 
 
 def gt_trigger(name: str, poll: int, timeout: timedelta, conn_id: str, region: str) -> Any:
@@ -171,5 +204,10 @@ def gt_trigger(name: str, poll: int, timeout: timedelta, conn_id: str, region: s
     from deeplens_pipeline.triggers.groundtruth import LabelingJobTrigger
 
     attempts = max(1, math.ceil(timeout.total_seconds() / poll))
-    return LabelingJobTrigger(job_name=name, waiter_delay=poll, waiter_max_attempts=attempts,
-                              aws_conn_id=conn_id, region_name=region)
+    return LabelingJobTrigger(
+        job_name=name,
+        waiter_delay=poll,
+        waiter_max_attempts=attempts,
+        aws_conn_id=conn_id,
+        region_name=region,
+    )

@@ -47,8 +47,11 @@ class RepackModelOperator(PipelineOperator):
         source_uri = self.model["model_artifact"]
         bucket, key = split_s3_uri(source_uri)
         target_key = f"{key.rsplit('/', 1)[0]}/{DEPLOY_ARCHIVE}" if "/" in key else DEPLOY_ARCHIVE
-        options = FixOptions(nms_threshold=config["nms_threshold"],
-                             num_classes=len(config["classes"]), data_shape=config["image_shape"])
+        options = FixOptions(
+            nms_threshold=config["nms_threshold"],
+            num_classes=len(config["classes"]),
+            data_shape=config["image_shape"],
+        )
         with tempfile.TemporaryDirectory(prefix="deeplens-repack-") as tmp:
             original = Path(tmp) / "model.tar.gz"
             self.log.info("Downloading %s", source_uri)
@@ -60,12 +63,20 @@ class RepackModelOperator(PipelineOperator):
                 raise AirflowException(f"{source_uri}: {err}") from None
             digest = _sha256(repacked)
             target_uri = f"s3://{bucket}/{target_key}"
-            if s3.check_for_key(target_key, bucket) and \
-                    s3.head_object(target_key, bucket).get("Metadata", {}).get("sha256") == digest:
+            existing = s3.head_object(target_key, bucket) if s3.check_for_key(target_key, bucket) else None
+            if existing and existing.get("Metadata", {}).get("sha256") == digest:
                 self.log.info("%s is already this model (sha256 %s): nothing to upload", target_uri, digest)
             else:
-                s3.load_file(str(repacked), target_key, bucket, replace=True,
-                             extra_args={"Metadata": {"sha256": digest, "source": source_uri}})
+                # boto3's transfer manager (multipart for large models), with the digest as metadata.
+                s3.get_conn().upload_file(
+                    str(repacked),
+                    bucket,
+                    target_key,
+                    ExtraArgs={
+                        "Metadata": {"sha256": digest, "source": source_uri},
+                        "ContentType": "application/gzip",
+                    },
+                )
                 self.log.info("Uploaded %s (%d bytes)", target_uri, repacked.stat().st_size)
             backup_uri = None
             if config["replace_original_model"]:
@@ -76,6 +87,7 @@ class RepackModelOperator(PipelineOperator):
                 s3.load_file(str(repacked), key, bucket, replace=True)
                 backup_uri = f"s3://{bucket}/{backup_key}"
         return {
+            "uploaded": existing is None or existing.get("Metadata", {}).get("sha256") != digest,
             "deploy_model_uri": target_uri,
             "model_name": result.deploy_model_name,
             "num_classes": result.num_classes,

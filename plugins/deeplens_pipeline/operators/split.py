@@ -40,6 +40,10 @@ class SplitManifestOperator(PipelineOperator):
             "train_boxes": gt.summarise(split.train, config["classes"]).as_dict()["boxes"],
             "validation_boxes": gt.summarise(split.validation, config["classes"]).as_dict()["boxes"],
         }
-        self.log.info("Split: %d train, %d validation, %d without boxes left out",
-                      result["train_count"], result["validation_count"], split.dropped_empty)
+        self.log.info(
+            "Split: %d train, %d validation, %d without boxes left out",
+            result["train_count"],
+            result["validation_count"],
+            split.dropped_empty,
+        )
         return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from deeplens_pipeline.operators.base import PipelineOperator
-from deeplens_pipeline.summary import format_summary, build_summary
+from deeplens_pipeline.summary import build_summary, format_summary
 
 
 class RunSummaryOperator(PipelineOperator):

@@ -60,8 +60,12 @@ class DeepLensTrainingOperator(SageMakerTrainingOperator):
 
     def __init__(self, *, split: Any, aws_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
         super().__init__(
-            config={}, aws_conn_id=aws_conn_id, deferrable=True, check_if_job_exists=False,
-            print_log=False, **kwargs,
+            config={},
+            aws_conn_id=aws_conn_id,
+            deferrable=True,
+            check_if_job_exists=False,
+            print_log=False,
+            **kwargs,
         )
         self.split = split
 
@@ -72,7 +76,9 @@ class DeepLensTrainingOperator(SageMakerTrainingOperator):
         existing = _describe_or_none(self.hook.describe_training_job, name)
         if existing is None:
             self.config = training.training_job_config(
-                job_name=name, params=config, output_uri=f"s3://{config['bucket']}/output/",
+                job_name=name,
+                params=config,
+                output_uri=f"s3://{config['bucket']}/output/",
                 **_channels(self.split),
             )
             self.log.info("Training job %s: %s", name, self.config["HyperParameters"])
@@ -86,9 +92,14 @@ class DeepLensTrainingOperator(SageMakerTrainingOperator):
                 f"Training job {name} is {status}: {existing.get('FailureReason', 'no reason given')}"
             )
         self.defer(
-            trigger=SageMakerTrigger(job_name=name, job_type="Training", waiter_delay=self.check_interval,
-                                     waiter_max_attempts=self.max_attempts, aws_conn_id=self.aws_conn_id,
-                                     region_name=self.region_name),
+            trigger=SageMakerTrigger(
+                job_name=name,
+                job_type="Training",
+                waiter_delay=self.check_interval,
+                waiter_max_attempts=self.max_attempts,
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+            ),
             method_name="execute_complete",
         )
 
@@ -109,7 +120,9 @@ class DeepLensTuningOperator(SageMakerTuningOperator):
         existing = _describe_or_none(self.hook.describe_tuning_job, name)
         if existing is None:
             self.config = training.tuning_job_config(
-                job_name=name, params=config, output_uri=f"s3://{config['bucket']}/output/",
+                job_name=name,
+                params=config,
+                output_uri=f"s3://{config['bucket']}/output/",
                 **_channels(self.split),
             )
             self.preprocess_config()
@@ -125,9 +138,14 @@ class DeepLensTuningOperator(SageMakerTuningOperator):
                     f"Tuning job {name} is {status}: {existing.get('FailureReason', 'no reason given')}"
                 )
         self.defer(
-            trigger=SageMakerTrigger(job_name=name, job_type="tuning", waiter_delay=poll,
-                                     waiter_max_attempts=attempts, aws_conn_id=self.aws_conn_id,
-                                     region_name=self.region_name),
+            trigger=SageMakerTrigger(
+                job_name=name,
+                job_type="tuning",
+                waiter_delay=poll,
+                waiter_max_attempts=attempts,
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+            ),
             method_name="execute_complete",
             timeout=timedelta(seconds=poll * attempts),
         )
@@ -149,11 +167,14 @@ class PickModelOperator(PipelineOperator):
             tuning = hook.describe_tuning_job(tuning_name)
             best = tuning.get("BestTrainingJob")
             if not best:
-                raise AirflowException(f"Tuning job {tuning_name} has no best training job "
-                                       f"({tuning['HyperParameterTuningJobStatus']})")
+                raise AirflowException(
+                    f"Tuning job {tuning_name} has no best training job "
+                    f"({tuning['HyperParameterTuningJobStatus']})"
+                )
             name = best["TrainingJobName"]
-            self.log.info("Best training job of %s: %s with %s", tuning_name, name,
-                          best.get("TunedHyperParameters"))
+            self.log.info(
+                "Best training job of %s: %s with %s", tuning_name, name, best.get("TunedHyperParameters")
+            )
         else:
             name = training_job_name(context["run_id"])
         job = hook.describe_training_job(name)
@@ -171,4 +192,3 @@ class PickModelOperator(PipelineOperator):
             "validation_map": score,
             "hyperparameters": job.get("HyperParameters", {}),
         }
-

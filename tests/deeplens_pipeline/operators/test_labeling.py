@@ -24,19 +24,45 @@ def setup(emulator, aws_conn, tmp_path):
     for key in [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]:
         s3.delete_object(Bucket=BUCKET, Key=key)
     answer = tmp_path / "answer_key.json"
-    answer.write_text(json.dumps({"classes": ["box"], "images": {f"p{i}.png": {"width": 100, "height": 100, "objects": [
-        {"label": "box", "left": 10, "top": 10, "width": 30, "height": 30}]} for i in range(3)}}))
+    answer.write_text(
+        json.dumps(
+            {
+                "classes": ["box"],
+                "images": {
+                    f"p{i}.png": {
+                        "width": 100,
+                        "height": 100,
+                        "objects": [{"label": "box", "left": 10, "top": 10, "width": 30, "height": 30}],
+                    }
+                    for i in range(3)
+                },
+            }
+        )
+    )
     emulator.settings.answer_keys = (answer,)
     buf = io.BytesIO()
     Image.new("RGB", (100, 100)).save(buf, "JPEG")
     transform = json.dumps({"scale": 1, "dx": 0, "dy": 0, "size": 100})
     for i in range(3):
-        s3.put_object(Bucket=BUCKET, Key=f"input/p{i}.jpg", Body=buf.getvalue(),
-                      Metadata={"deeplens-source": f"p{i}.png", "deeplens-transform": transform})
-    params = {"bucket": BUCKET, "classes": ["box"], "role_arn": account.role_arn,
-              "workteam_arn": account.workteam_arn, "poll_seconds": 1, "labeling_timeout_days": 0.01}
-    return {"s3": s3, "params": params,
-            "sm": boto3.client("sagemaker", endpoint_url=emulator.url, region_name="us-east-1")}
+        s3.put_object(
+            Bucket=BUCKET,
+            Key=f"input/p{i}.jpg",
+            Body=buf.getvalue(),
+            Metadata={"deeplens-source": f"p{i}.png", "deeplens-transform": transform},
+        )
+    params = {
+        "bucket": BUCKET,
+        "classes": ["box"],
+        "role_arn": account.role_arn,
+        "workteam_arn": account.workteam_arn,
+        "poll_seconds": 1,
+        "labeling_timeout_days": 0.01,
+    }
+    return {
+        "s3": s3,
+        "params": params,
+        "sm": boto3.client("sagemaker", endpoint_url=emulator.url, region_name="us-east-1"),
+    }
 
 
 def _context(params, run_id):
@@ -61,7 +87,9 @@ def test_create_defer_reattach_merge_then_skip(setup):
     assert trigger.waiter_name == "LabelingJobComplete" and trigger.waiter_delay == 1
     job = setup["sm"].describe_labeling_job(LabelingJobName=name)
     assert job["LabelAttributeName"] == "bounding-box"
-    manifest = setup["s3"].get_object(Bucket=BUCKET, Key=f"manifests/labeling/{name}/input.manifest")["Body"].read()
+    manifest = (
+        setup["s3"].get_object(Bucket=BUCKET, Key=f"manifests/labeling/{name}/input.manifest")["Body"].read()
+    )
     assert manifest.decode().count("source-ref") == 3
     template = setup["s3"].get_object(Bucket=BUCKET, Key="labeling/bounding-box.liquid.html")["Body"].read()
     assert b"{{ task.input.taskObject | grant_read_access }}" in template
@@ -85,7 +113,8 @@ def test_create_defer_reattach_merge_then_skip(setup):
 
     # The next run finds nothing unlabelled: no job at all.
     second = GroundTruthLabelingOperator(task_id="label_images").execute(
-        _context(setup["params"], "manual__2026-11-25T05:00:00+00:00"))
+        _context(setup["params"], "manual__2026-11-25T05:00:00+00:00")
+    )
     assert second["job_name"] is None and second["total"]["images"] == 3
 
 

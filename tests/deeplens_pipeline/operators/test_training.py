@@ -27,20 +27,49 @@ def split(emulator, tmp_path_factory):
     lines = []
     for name, entry in sorted(key["images"].items()):
         s3.upload_file(str(root / "images" / name), BUCKET, f"input/{name}")
-        boxes = [{"class_id": key["classes"].index(o["label"]), **{k: o[k] for k in ("left", "top", "width", "height")}}
-                 for o in entry["objects"]]
-        lines.append(json.dumps({"source-ref": f"s3://{BUCKET}/input/{name}", "bounding-box": {
-            "image_size": [{"width": entry["width"], "height": entry["height"], "depth": 3}], "annotations": boxes}}))
+        boxes = [
+            {
+                "class_id": key["classes"].index(o["label"]),
+                **{k: o[k] for k in ("left", "top", "width", "height")},
+            }
+            for o in entry["objects"]
+        ]
+        lines.append(
+            json.dumps(
+                {
+                    "source-ref": f"s3://{BUCKET}/input/{name}",
+                    "bounding-box": {
+                        "image_size": [{"width": entry["width"], "height": entry["height"], "depth": 3}],
+                        "annotations": boxes,
+                    },
+                }
+            )
+        )
     s3.put_object(Bucket=BUCKET, Key="m/train.manifest", Body="\n".join(lines[:3]).encode())
     s3.put_object(Bucket=BUCKET, Key="m/validation.manifest", Body="\n".join(lines[3:]).encode())
-    return {"train_uri": f"s3://{BUCKET}/m/train.manifest", "validation_uri": f"s3://{BUCKET}/m/validation.manifest",
-            "train_count": 3, "validation_count": 2, "classes": key["classes"]}
+    return {
+        "train_uri": f"s3://{BUCKET}/m/train.manifest",
+        "validation_uri": f"s3://{BUCKET}/m/validation.manifest",
+        "train_count": 3,
+        "validation_count": 2,
+        "classes": key["classes"],
+    }
 
 
 def _context(split, run_id, **params):
-    return {"run_id": run_id, "params": {"bucket": BUCKET, "classes": split["classes"], "image_shape": 300,
-                                         "epochs": 2, "lr_scheduler_step": "1", "poll_seconds": 1,
-                                         "tuning_max_jobs": 2, **params}}
+    return {
+        "run_id": run_id,
+        "params": {
+            "bucket": BUCKET,
+            "classes": split["classes"],
+            "image_shape": 300,
+            "epochs": 2,
+            "lr_scheduler_step": "1",
+            "poll_seconds": 1,
+            "tuning_max_jobs": 2,
+            **params,
+        },
+    }
 
 
 def _wait(describe, key):
@@ -65,7 +94,9 @@ def test_training_creates_once_and_reattaches(split, aws_conn):
     assert job["HyperParameters"]["num_training_samples"] == "3"
     with pytest.raises(TaskDeferred):  # a retry while it runs: same job, waited for again
         DeepLensTrainingOperator(task_id="train_model", split=split, region_name="us-east-1").execute(ctx)
-    assert [j["TrainingJobName"] for j in sm.list_training_jobs(NameContains=name)["TrainingJobSummaries"]] == [name]
+    assert [
+        j["TrainingJobName"] for j in sm.list_training_jobs(NameContains=name)["TrainingJobSummaries"]
+    ] == [name]
     _wait(lambda: sm.describe_training_job(TrainingJobName=name), "TrainingJobStatus")
     done = DeepLensTrainingOperator(task_id="train_model", split=split, region_name="us-east-1").execute(ctx)
     assert done["Training"]["TrainingJobName"] == name
@@ -93,10 +124,16 @@ def test_failed_job_is_reported_not_restarted(split, aws_conn):
     name = training_job_name(ctx["run_id"])
     op = DeepLensTrainingOperator(task_id="train_model", split=split, region_name="us-east-1")
     sm = boto3.client("sagemaker", endpoint_url=op.hook.conn.meta.endpoint_url, region_name="us-east-1")
-    sm.create_training_job(**training_job_config(
-        job_name=name, params=validate_params(ctx["params"]), train_uri=split["train_uri"],
-        validation_uri=f"s3://{BUCKET}/m/gone.manifest", output_uri=f"s3://{BUCKET}/output/",
-        num_training_samples=3))
+    sm.create_training_job(
+        **training_job_config(
+            job_name=name,
+            params=validate_params(ctx["params"]),
+            train_uri=split["train_uri"],
+            validation_uri=f"s3://{BUCKET}/m/gone.manifest",
+            output_uri=f"s3://{BUCKET}/output/",
+            num_training_samples=3,
+        )
+    )
     _wait(lambda: sm.describe_training_job(TrainingJobName=name), "TrainingJobStatus")
     with pytest.raises(AirflowException, match=r"is Failed: .*gone.manifest"):
         op.execute(ctx)
@@ -112,9 +149,47 @@ def test_tuning_then_pick_the_best(split, aws_conn):
     sm = boto3.client("sagemaker", endpoint_url=op.hook.conn.meta.endpoint_url, region_name="us-east-1")
     with pytest.raises(TaskDeferred):
         DeepLensTuningOperator(task_id="tune_model", split=split, region_name="us-east-1").execute(ctx)
-    job = _wait(lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
-                "HyperParameterTuningJobStatus")
+    job = _wait(
+        lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+        "HyperParameterTuningJobStatus",
+    )
     assert job["HyperParameterTuningJobStatus"] == "Completed"
     picked = PickModelOperator(task_id="pick_model").execute(ctx)
     assert picked["tuning_job"] == name
     assert picked["training_job"] == job["BestTrainingJob"]["TrainingJobName"]
+
+
+def test_repack_uploads_beside_the_original_and_keeps_a_backup(split, aws_conn):
+    import io
+    import tarfile
+
+    from deeplens_pipeline.operators.model import RepackModelOperator
+
+    ctx = _context(split, "manual__2026-11-24T06:00:00+00:00")  # the run trained above
+    picked = PickModelOperator(task_id="pick_model").execute(ctx)
+    op = RepackModelOperator(task_id="repack_model", model=picked)
+    result = op.execute(ctx)
+    assert result["deploy_model_uri"] == picked["model_artifact"].replace(
+        "model.tar.gz", "deploy-model.tar.gz"
+    )
+    assert result["model_name"] == "deploy_deeplens_model"
+    s3 = boto3.client(
+        "s3", endpoint_url=op.s3({"region": "us-east-1"}).conn.meta.endpoint_url, region_name="us-east-1"
+    )
+    key = result["deploy_model_uri"].split("/", 3)[3]
+    body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as archive:
+        names = sorted(archive.getnames())
+    assert "deploy_deeplens_model-symbol.json" in names and "deploy_deeplens_model-0000.params" in names
+    original_key = picked["model_artifact"].split("/", 3)[3]
+    original = s3.get_object(Bucket=BUCKET, Key=original_key)["Body"].read()
+
+    again = RepackModelOperator(task_id="repack_model", model=picked).execute(ctx)
+    assert again["sha256"] == result["sha256"]  # reproducible: same bytes, nothing new uploaded
+    assert result["uploaded"] and not again["uploaded"]
+
+    ctx["params"]["replace_original_model"] = True
+    replaced = RepackModelOperator(task_id="repack_model", model=picked).execute(ctx)
+    assert replaced["original_backup_uri"].endswith("model.tar.gz.orig")
+    assert s3.get_object(Bucket=BUCKET, Key=original_key + ".orig")["Body"].read() == original
+    assert s3.get_object(Bucket=BUCKET, Key=original_key)["Body"].read() == body
