@@ -37,6 +37,7 @@ test: env ml-env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 	$(ML_VENV)/bin/python -m pytest -c tests/ml_tools/pytest.ini tests/ml_tools $(PYTEST_ARGS)
+	$(ML_VENV)/bin/python -m pytest -c tests/lambda/pytest.ini tests/lambda $(PYTEST_ARGS)
 
 lint: env
 	$(VENV)/bin/ruff check .

@@ -78,10 +78,11 @@ with DAG(
     )
     tune = DeepLensTuningOperator(task_id="tune_model", split=split.output, region_name="{{ params.region }}")
     pick = PickModelOperator(task_id="pick_model", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
-    repack = RepackModelOperator(task_id="repack_model", model=pick.output)
+    repack = RepackModelOperator(task_id="repack_model", model=pick.output, multiple_outputs=True)
 
     publish = PublishInferenceLambdaOperator(
         task_id="publish_lambda",
+        multiple_outputs=True,
         function_name="{{ params.lambda_function_name }}",
         role_arn="{{ params.role_arn }}",
         model_name=repack.output["model_name"],
@@ -103,6 +104,10 @@ with DAG(
         image_shape="{{ params.image_shape }}",
         threshold="{{ params.detection_threshold }}",
         resize_mode="{{ params.resize_mode }}",
+        ssh_host="{{ params.ssh_host }}",
+        ssh_user="{{ params.ssh_user }}",
+        ssh_key_file="{{ params.ssh_key_file }}",
+        poll_interval="{{ params.poll_seconds }}",
         region_name="{{ params.region }}",
     )
     summary = RunSummaryOperator(

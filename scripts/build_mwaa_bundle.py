@@ -42,6 +42,7 @@ def build(out: Path) -> Path:
         ("deeplens_pipeline/lambda_src", ROOT / "include" / "lambda"),
     ):
         entries += [(f"{package}/{p.relative_to(source).as_posix()}", p) for p in _files(source)]
+    entries.append((".airflowignore", ROOT / "plugins" / ".airflowignore"))
     with zipfile.ZipFile(out / "plugins.zip", "w", zipfile.ZIP_DEFLATED) as archive:
         for name, path in sorted(entries):
             info = zipfile.ZipInfo(name, FIXED_DATE)

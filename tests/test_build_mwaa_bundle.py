@@ -16,6 +16,7 @@ def test_bundle_is_complete_reproducible_and_importable_from_the_zip(tmp_path):
     names = zipfile.ZipFile(out / "plugins.zip").namelist()
     assert "deeplens_pipeline/operators/labeling.py" in names
     assert "model_fix/__init__.py" in names
+    assert ".airflowignore" in names  # the plugin manager must not execute the package's modules
     assert any(n.startswith("deeplens_pipeline/lambda_src/") for n in names)
     assert not any("__pycache__" in n for n in names)
     assert (out / "dags" / "deeplens_object_detection.py").exists()

@@ -241,6 +241,13 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         type="string",
         pattern=r"^deeplens-[A-Za-z0-9_-]{1,55}$",
     ),
+    "ssh_host": _spec(
+        "", "Device", "deploy_method=ssh: the DeepLens's address.", type="string", maxLength=255
+    ),
+    "ssh_user": _spec("aws_cam", "Device", "deploy_method=ssh: the login.", type="string", maxLength=64),
+    "ssh_key_file": _spec(
+        "", "Device", "deploy_method=ssh: private key file on the worker.", type="string", maxLength=1024
+    ),
     "detection_threshold": _spec(
         0.5, "Device", "Minimum score the device reports.", type="number", minimum=0, maximum=1
     ),
@@ -317,6 +324,8 @@ def _check_cross_field(v: dict[str, Any]) -> None:
         )
     if v["tuning_max_parallel_jobs"] > v["tuning_max_jobs"]:
         raise ParamError("params.tuning_max_parallel_jobs: must not exceed params.tuning_max_jobs")
+    if v["deploy_method"] == "ssh" and not v["ssh_host"]:
+        raise ParamError("params.ssh_host: deploy_method 'ssh' needs the device's address")
     source = v["image_source"]
     if source.startswith("s3://") and len(source) <= len("s3://"):
         raise ParamError("params.image_source: an s3:// source needs a bucket, e.g. s3://bucket/photos/")

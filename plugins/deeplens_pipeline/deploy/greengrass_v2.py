@@ -1,0 +1,249 @@
+"""Deploy as a Greengrass V2 component, for devices that run the Greengrass V2 nucleus today.
+
+Greengrass V1 reached its end of support; a device re-provisioned with Greengrass V2 runs the
+same inference code as a component: its recipe downloads the repacked model archive (unpacked
+into ``/opt/awscam/artifacts`` at install) and the function's zip (unpacked by Greengrass),
+sets the inference settings as environment variables and runs the function. Publishing goes
+through the nucleus IPC (the function falls back to it when ``greengrasssdk`` is absent), so the
+recipe grants ``PublishToIoTCore`` on the function's topic and installs ``awsiotsdk``.
+
+The component version is derived from the recipe's content: the same model, function and
+settings give the same version, so a retry finds its version already created and the
+deployment (with a ``clientToken``) is not duplicated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import posixpath
+import re
+from dataclasses import replace
+from typing import Any
+
+from deeplens_pipeline.deploy.base import (
+    FAILURE,
+    IN_PROGRESS,
+    SUCCESS,
+    DeploymentHandle,
+    DeploymentRequest,
+    DeploymentStatus,
+    idempotency_token,
+    split_s3_uri,
+)
+from deeplens_pipeline.deploy.inference_settings import infer_topic
+
+logger = logging.getLogger(__name__)
+
+METHOD = "greengrass-v2"
+MODEL_DESTINATION = "/opt/awscam/artifacts"
+DEFAULT_COMPONENT_PREFIX = "com.deeplens.inference"
+AWSIOTSDK_REQUIREMENT = "awsiotsdk>=1.11,<2"
+_COMPONENT_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,128}$")
+_THING_ARN = re.compile(r"^arn:aws[a-z-]*:iot:[a-z0-9-]+:\d{12}:thing/.+$")
+
+DEVICE_STATE = {
+    "SUCCEEDED": SUCCESS,
+    "COMPLETED": SUCCESS,
+    "FAILED": FAILURE,
+    "TIMED_OUT": FAILURE,
+    "REJECTED": FAILURE,
+    "CANCELED": FAILURE,
+    "IN_PROGRESS": IN_PROGRESS,
+    "QUEUED": IN_PROGRESS,
+}
+"""``coreDeviceExecutionStatus`` (ListEffectiveDeployments) to the common states."""
+
+
+def component_name(function_name: str, prefix: str = DEFAULT_COMPONENT_PREFIX) -> str:
+    """The component's name: ``<prefix>.<function name>``."""
+    name = f"{prefix}.{function_name}"
+    if not _COMPONENT_NAME.match(name):
+        raise ValueError(f"component name {name!r} must be 1-128 letters, digits, '.', '_' or '-'")
+    return name
+
+
+def _artifact_file(uri: str) -> str:
+    _, key = split_s3_uri(uri)
+    return posixpath.basename(key)
+
+
+def _zip_folder(uri: str) -> str:
+    """Greengrass unpacks ``name.zip`` into ``{artifacts:decompressedPath}/name``."""
+    name = _artifact_file(uri)
+    return name[: -len(".zip")] if name.endswith(".zip") else name
+
+
+def component_recipe(request: DeploymentRequest, name: str, version: str = "0.0.0") -> dict[str, Any]:
+    """The component recipe (``RecipeFormatVersion`` 2020-01-25) running the inference function."""
+    if not request.function_s3_uri:
+        raise ValueError(
+            "greengrass-v2 needs function_s3_uri: the function's zip on S3 is a component artifact"
+        )
+    if not request.function_s3_uri.endswith(".zip"):
+        raise ValueError(f"function_s3_uri {request.function_s3_uri!r} must be the function's .zip package")
+    topic = infer_topic(request.thing_name)
+    model_file = _artifact_file(request.model_s3_uri)
+    if model_file.endswith(".zip"):
+        unpack_model = f"unzip -o {{artifacts:path}}/{model_file} -d {MODEL_DESTINATION}"
+    else:
+        unpack_model = f"tar -xzf {{artifacts:path}}/{model_file} -C {MODEL_DESTINATION}"
+    return {
+        "RecipeFormatVersion": "2020-01-25",
+        "ComponentName": name,
+        "ComponentVersion": version,
+        "ComponentDescription": (
+            f"DeepLens object detection: model {request.settings.model_name}, "
+            f"function {request.function_name}:{request.function_version}"
+        ),
+        "ComponentPublisher": "deeplens-object-detection pipeline",
+        "ComponentConfiguration": {
+            "DefaultConfiguration": {
+                "accessControl": {
+                    "aws.greengrass.ipc.mqttproxy": {
+                        f"{name}:publish:1": {
+                            "policyDescription": "Publish detections and errors on the device's infer topic.",
+                            "operations": ["aws.greengrass#PublishToIoTCore"],
+                            "resources": [topic],
+                        }
+                    }
+                }
+            }
+        },
+        "Manifests": [
+            {
+                "Platform": {"os": "linux"},
+                "Lifecycle": {
+                    "Setenv": request.settings.environment(),
+                    "Install": {
+                        "Script": (
+                            f"mkdir -p {MODEL_DESTINATION} && {unpack_model} && "
+                            f"python3 -m pip install --user '{AWSIOTSDK_REQUIREMENT}'"
+                        ),
+                        "RequiresPrivilege": True,
+                    },
+                    "Run": {
+                        "Script": (
+                            "python3 -u {artifacts:decompressedPath}/"
+                            f"{_zip_folder(request.function_s3_uri)}/deeplens_inference.py"
+                        ),
+                        "RequiresPrivilege": True,
+                    },
+                },
+                "Artifacts": [
+                    {"Uri": request.model_s3_uri, "Unarchive": "NONE"},
+                    {"Uri": request.function_s3_uri, "Unarchive": "ZIP"},
+                ],
+            }
+        ],
+    }
+
+
+def content_version(recipe: dict[str, Any]) -> str:
+    """A semantic version derived from the recipe's content (its own version field excluded)."""
+    body = json.dumps({**recipe, "ComponentVersion": None}, sort_keys=True)
+    return f"1.0.{int(hashlib.sha256(body.encode()).hexdigest()[:7], 16)}"
+
+
+class GreengrassV2Deployer:
+    """Deploys a component to the core device ``thing_name`` (boto3 ``greengrassv2`` and ``iot`` clients)."""
+
+    method = METHOD
+
+    def __init__(
+        self, client: Any, iot_client: Any, *, component_prefix: str = DEFAULT_COMPONENT_PREFIX
+    ) -> None:
+        self.client = client
+        self.iot = iot_client
+        self.component_prefix = component_prefix
+
+    def thing_arn(self, thing_name: str) -> str:
+        """The core device's thing ARN (the deployment target)."""
+        try:
+            arn = self.iot.describe_thing(thingName=thing_name)["thingArn"]
+        except self.iot.exceptions.ResourceNotFoundException as exc:
+            raise LookupError(
+                f"IoT thing {thing_name!r} does not exist: is the device a Greengrass V2 core?"
+            ) from exc
+        if not _THING_ARN.match(arn):
+            raise ValueError(f"describe_thing returned {arn!r}, not an IoT thing ARN")
+        return arn
+
+    def build_requests(
+        self, request: DeploymentRequest, target_arn: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The CreateComponentVersion and CreateDeployment requests for ``request``."""
+        if request.settings.thing_name != request.thing_name:
+            request = replace(request, settings=replace(request.settings, thing_name=request.thing_name))
+        name = component_name(request.function_name, self.component_prefix)
+        recipe = component_recipe(request, name)
+        version = content_version(recipe)
+        recipe["ComponentVersion"] = version
+        inline = json.dumps(recipe, sort_keys=True).encode("utf-8")
+        create_component = {
+            "inlineRecipe": inline,
+            "clientToken": idempotency_token(request.run_token, "component", [name, version])[:64],
+        }
+        create_deployment = {
+            "targetArn": target_arn,
+            "deploymentName": f"deeplens-{request.function_name}-{request.run_token}"[:256],
+            "components": {name: {"componentVersion": version}},
+            "deploymentPolicies": {
+                "failureHandlingPolicy": "ROLLBACK",
+                "componentUpdatePolicy": {"timeoutInSeconds": 60, "action": "NOTIFY_COMPONENTS"},
+            },
+            "clientToken": idempotency_token(request.run_token, "deployment", [target_arn, name, version])[
+                :64
+            ],
+        }
+        return create_component, create_deployment
+
+    def deploy(self, request: DeploymentRequest) -> DeploymentHandle:
+        """Create the component version (if new), then a deployment of it to the device."""
+        target_arn = self.thing_arn(request.thing_name)
+        create_component, create_deployment = self.build_requests(request, target_arn)
+        ((name, spec),) = create_deployment["components"].items()
+        try:
+            created = self.client.create_component_version(**create_component)
+            logger.info("Created component %s %s (%s)", name, spec["componentVersion"], created.get("status"))
+        except self.client.exceptions.ConflictException:
+            logger.info(
+                "Component %s %s already exists (same content); reusing it", name, spec["componentVersion"]
+            )
+        started = self.client.create_deployment(**create_deployment)
+        logger.info("Started Greengrass V2 deployment %s to %s", started["deploymentId"], target_arn)
+        return DeploymentHandle(
+            METHOD,
+            started["deploymentId"],
+            request.thing_name,
+            None,
+            {"component": name, "component_version": spec["componentVersion"], "target_arn": target_arn},
+        )
+
+    def status(self, handle: DeploymentHandle) -> DeploymentStatus:
+        """The device's execution status of the deployment (ListEffectiveDeployments), else the job's."""
+        for page in self.client.get_paginator("list_effective_deployments").paginate(
+            coreDeviceThingName=handle.target
+        ):
+            for effective in page.get("effectiveDeployments", []):
+                if effective.get("deploymentId") != handle.deployment_id:
+                    continue
+                raw = effective.get("coreDeviceExecutionStatus", "")
+                details = effective.get("statusDetails") or {}
+                error_details = tuple(
+                    {"code": key, "message": " > ".join(details[key])}
+                    for key in ("errorStack", "errorTypes")
+                    if details.get(key)
+                )
+                return DeploymentStatus(
+                    state=DEVICE_STATE.get(raw, IN_PROGRESS),
+                    error_message=effective.get("reason") or None,
+                    error_details=error_details,
+                    raw_status=raw,
+                )
+        deployment = self.client.get_deployment(deploymentId=handle.deployment_id)
+        raw = deployment.get("deploymentStatus", "")
+        if raw in ("FAILED", "CANCELED"):
+            return DeploymentStatus(FAILURE, f"deployment {handle.deployment_id} is {raw}", raw_status=raw)
+        return DeploymentStatus(IN_PROGRESS, raw_status=raw)
