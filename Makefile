@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.12.3
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)/include
 
-.PHONY: all env ml-env demo test test-airflow test-ml lint format bench-images bench-upload bench-model mwaa-bundle clean
+.PHONY: all env ml-env demo test lint format bench-images bench-upload bench-model bench-training mwaa-bundle clean
 
 all: test
 
@@ -50,6 +50,13 @@ format: env
 ## What to upload to MWAA: build/mwaa/{dags/,plugins.zip,requirements.txt}
 mwaa-bundle:
 	$(PYTHON) scripts/build_mwaa_bundle.py
+
+## Benchmarks (not tests): each prints its figure against a baseline run in the same command.
+bench-model: ml-env
+	$(ML_VENV)/bin/python scripts/bench_model_fix.py
+
+bench-training: ml-env
+	$(ML_VENV)/bin/python -m ml_tools.bench_training --image-shape 300 --max-seconds 240
 
 clean:
 	rm -rf $(VENV) $(ML_VENV) .demo build .pytest_cache

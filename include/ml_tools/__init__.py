@@ -1,0 +1,1 @@
+"""ML tools environment code (mxnet allowed): SSD graphs, the emulator trainer, preview."""
