@@ -72,17 +72,13 @@ def airflow_env(work: Path, endpoint_url: str, region: str) -> dict[str, str]:
 
 
 def run_conf(account: Any, images_dir: Path, mode: str, classes: list[str]) -> dict[str, Any]:
-    """The demo's trigger parameters: the seeded account, small and fast training."""
+    """The demo's trigger parameters: the seeded account, the seed's hyperparameters at 300 px."""
     return {
         **account.as_params(),
         "image_source": str(images_dir),
         "classes": classes,
         "training_mode": mode,
         "image_shape": 300,
-        "epochs": 12,
-        "lr_scheduler_step": "8",
-        "mini_batch_size": 8,
-        "learning_rate": 0.001,
         "tuning_max_jobs": 2,
         "poll_seconds": 2,
         "labeling_timeout_days": 0.01,
@@ -119,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         help="emulated training: 'train' really trains, 'fast' builds an untrained model",
     )
     parser.add_argument("--images", type=int, default=60, help="sample photos to generate")
+    parser.add_argument("--train-seconds", type=int, help="CPU budget of each emulated training job")
     parser.add_argument("--work-dir", type=Path, default=REPO_ROOT / ".demo")
     parser.add_argument("--json", type=Path, help="also write the result as JSON here")
     args = parser.parse_args(argv)
@@ -142,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         EMULATOR_WORK_DIR=str(work / "emulator"),
         EMULATOR_ANSWER_KEYS=str(dataset / "answer_key.json"),
         EMULATOR_TRAINING_MODE=args.training,
+        # Each emulated training job's CPU budget: the tuning branch runs two of them.
+        EMULATOR_TRAINING_MAX_SECONDS=str(args.train_seconds or (240 if args.mode == "train" else 120)),
         EMULATOR_LABELING_DELAY_SECONDS="3",
         AWS_ACCESS_KEY_ID="emulator",
         AWS_SECRET_ACCESS_KEY="emulator",
