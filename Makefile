@@ -52,6 +52,12 @@ mwaa-bundle:
 	$(PYTHON) scripts/build_mwaa_bundle.py
 
 ## Benchmarks (not tests): each prints its figure against a baseline run in the same command.
+bench-images: env
+	$(VENV)/bin/python scripts/bench_images.py
+
+bench-upload: env
+	$(VENV)/bin/python scripts/bench_upload.py --install-awscli .venv-awscli
+
 bench-model: ml-env
 	$(ML_VENV)/bin/python scripts/bench_model_fix.py
 
@@ -59,4 +65,4 @@ bench-training: ml-env
 	$(ML_VENV)/bin/python -m ml_tools.bench_training --image-shape 300 --max-seconds 240
 
 clean:
-	rm -rf $(VENV) $(ML_VENV) .demo build .pytest_cache
+	rm -rf $(VENV) $(ML_VENV) .venv-awscli .demo build .pytest_cache

@@ -61,6 +61,8 @@ with DAG(
         max_reject_share="{{ params.max_reject_share }}",
         label_attribute="{{ params.label_attribute }}",
         classes="{{ params.classes }}",
+        manifest="{{ params.labels_manifest }}",
+        region_name="{{ params.region }}",
         aws_conn_id=CONN_ID,
     )
 

@@ -60,6 +60,14 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         type="string",
         maxLength=1024,
     ),
+    "labels_manifest": _spec(
+        "",
+        "Images",
+        "Optional Ground Truth manifest (local path or s3://) with boxes the photos already have; "
+        "those boxes are carried through preprocessing and the images skip labelling.",
+        type="string",
+        maxLength=1024,
+    ),
     "input_prefix": _spec(
         "input/", "Images", "Key prefix of the prepared JPEGs.", type="string", pattern=r"^[\w./-]*/$"
     ),

@@ -1,0 +1,95 @@
+"""The ledger: what earlier runs learnt about every source, so a rerun costs two requests.
+
+One JSON object, written only by the collect step, keyed by source path, each entry holding the
+source's SHA-256 (and S3 ETag) and the options fingerprint:
+
+* ``uploaded``: the output key, its ETag as listed after the upload, the transform and pixel hash.
+  A rerun trusts the entry only while a listing shows the key with that same ETag; otherwise it
+  reads the object's own metadata (every output JPEG carries its checksum), so the ledger is a
+  cache, never the truth.
+* ``rejected`` and ``duplicate``: sources that left no object, so a rerun neither decodes them
+  again nor reports them as new work.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from deeplens_pipeline.images.store import put_text_if_changed
+
+DEFAULT_LEDGER_KEY = "state/images-ledger.json"
+VERSION = 1
+
+
+def load(client: Any, bucket: str, key: str) -> dict[str, dict[str, Any]]:
+    """``{source: entry}`` from S3; empty when the ledger does not exist or is not ours."""
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code", "")) in {"404", "NoSuchKey", "NotFound"}:
+            return {}
+        raise
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != VERSION:
+        return {}
+    entries = data.get("entries", {})
+    return entries if isinstance(entries, dict) else {}
+
+
+def entries_from(
+    rejected: list[dict[str, Any]], duplicates: list[dict[str, Any]], fingerprint: str
+) -> dict[str, dict[str, Any]]:
+    """Ledger entries for a run's rejects and duplicates (those whose checksum is known)."""
+    entries: dict[str, dict[str, Any]] = {}
+    for r in rejected:
+        if r.get("sha256"):
+            entries[r["file"]] = {
+                "status": "rejected",
+                "kind": r["kind"],
+                "reason": r["reason"],
+                "sha256": r["sha256"],
+                "etag": r.get("etag"),
+                "params": fingerprint,
+            }
+    for d in duplicates:
+        if d.get("sha256"):
+            entries[d["source"]] = {
+                "status": "duplicate",
+                "duplicate_of": d["duplicate_of"],
+                "sha256": d["sha256"],
+                "etag": d.get("etag"),
+                "params": fingerprint,
+            }
+    return entries
+
+
+def uploaded_entries(images: list[dict[str, Any]], etags: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Ledger entries for images in S3 (``etags`` maps key -> listed ETag); images without a
+    transform (not produced by a shard) or not listed are left out."""
+    entries: dict[str, dict[str, Any]] = {}
+    for image in images:
+        if "transform" not in image or image["key"] not in etags or not image.get("params"):
+            continue
+        entries[image["source"]] = {
+            "status": "uploaded",
+            "key": image["key"],
+            "sha256": image["sha256"],
+            "params": image["params"],
+            "etag": image.get("etag"),
+            "output_etag": etags[image["key"]],
+            "transform": json.dumps(image["transform"], separators=(",", ":")),
+            "pixels": image.get("pixels", ""),
+        }
+    return entries
+
+
+def save(client: Any, bucket: str, key: str, entries: dict[str, dict[str, Any]]) -> bool:
+    """Write the ledger unless S3 already holds the same one; True when written."""
+    text = json.dumps({"version": VERSION, "entries": entries}, sort_keys=True, indent=1)
+    return put_text_if_changed(client, bucket, key, text, "application/json")

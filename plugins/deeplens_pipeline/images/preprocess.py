@@ -1,0 +1,143 @@
+"""One file in, one square RGB JPEG out (or a reject): the unit of work a process pool runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deeplens_pipeline.images.decode import DecodeLimits, ImageRejected, decode_image
+from deeplens_pipeline.images.geometry import SQUARE_MODES, SquareMode
+from deeplens_pipeline.images.square import parse_colour, square_image
+
+#: Bump when the pixels produced for the same options change; part of every output's fingerprint.
+PIPELINE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PreprocessOptions:
+    """How every image of a run is made square.
+
+    ``oversample`` is how many decoded pixels (at least) feed each output pixel when a JPEG is
+    decoded at reduced size: 1.0 decodes at the smallest DCT scale that still covers the output.
+    """
+
+    size: int = 512
+    mode: SquareMode = "letterbox"
+    pad_colour: tuple[int, int, int] = (0, 0, 0)
+    quality: int = 90
+    oversample: float = 1.0
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+
+    def __post_init__(self) -> None:
+        if not 16 <= int(self.size) <= 4096:
+            raise ValueError(f"image size must be 16-4096 pixels, got {self.size!r}")
+        if self.mode not in SQUARE_MODES:
+            raise ValueError(f"square mode must be one of {SQUARE_MODES}, got {self.mode!r}")
+        if not 1 <= int(self.quality) <= 100:
+            raise ValueError(f"JPEG quality must be 1-100, got {self.quality!r}")
+        if not 1.0 <= float(self.oversample) <= 8.0:
+            raise ValueError(f"oversample must be 1-8, got {self.oversample!r}")
+        object.__setattr__(self, "pad_colour", parse_colour(self.pad_colour))
+
+    def fingerprint(self) -> str:
+        """16 hex digits naming these options and the pipeline version (stored with every output)."""
+        data = asdict(self)
+        data["version"] = PIPELINE_VERSION
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (for shard specs and worker processes)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessOptions:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        limits = data.pop("limits", None) or {}
+        return cls(limits=DecodeLimits(**limits), **data)
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def preprocess_file(
+    source: str | os.PathLike[str], output: str | os.PathLike[str], options: PreprocessOptions
+) -> dict[str, Any]:
+    """Decode ``source``, make it square and write the JPEG to ``output``.
+
+    Returns a JSON-serialisable outcome: ``{"status": "ok", "transform": {...}, "pixels": sha256 of
+    the oriented decoded pixels, "format", "notes", "bytes"}`` or ``{"status": "rejected", "kind",
+    "reason"}``. A bad file never raises.
+    """
+    long_side = short_side = None
+    needed = int(options.size * options.oversample)
+    if options.mode == "letterbox":
+        long_side = needed
+    else:
+        short_side = needed
+    try:
+        decoded = decode_image(
+            source,
+            min_long_side=long_side,
+            min_short_side=short_side,
+            background=options.pad_colour,
+            limits=options.limits,
+        )
+        pixels = hashlib.sha256(
+            f"{decoded.image.size}:{decoded.reduction}:".encode() + decoded.image.tobytes()
+        ).hexdigest()
+        square, transform = square_image(decoded, options.size, options.mode, options.pad_colour)
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        square.save(output, "JPEG", quality=int(options.quality))
+    except ImageRejected as rejected:
+        return {"status": "rejected", "kind": rejected.kind, "reason": rejected.reason}
+    except MemoryError:
+        return {
+            "status": "rejected",
+            "kind": "decompression-bomb",
+            "reason": "decompression-bomb: out of memory",
+        }
+    except Exception as exc:  # one broken file must never fail the batch
+        return {
+            "status": "rejected",
+            "kind": "unreadable",
+            "reason": f"unreadable: {type(exc).__name__}: {exc}",
+        }
+    return {
+        "status": "ok",
+        "transform": json.loads(transform.to_metadata()),
+        "pixels": pixels,
+        "format": decoded.format,
+        "notes": decoded.notes,
+        "bytes": Path(output).stat().st_size,
+    }
+
+
+# ---------------------------------------------------------------- process-pool entry points
+# They live here, not beside the pool, so a worker imports Pillow and this module only (no boto3).
+
+_worker_options: PreprocessOptions | None = None
+
+
+def init_worker(options: dict[str, Any]) -> None:
+    """Pool initializer: the run's options, once per worker process."""
+    global _worker_options
+    _worker_options = PreprocessOptions.from_dict(options)
+
+
+def work(job: tuple[str, str]) -> dict[str, Any]:
+    """Pool task: :func:`preprocess_file` of ``(source path, output path)`` with the worker's options."""
+    if _worker_options is None:
+        raise RuntimeError("init_worker was not called in this process")
+    return preprocess_file(job[0], job[1], _worker_options)
