@@ -93,6 +93,7 @@ with DAG(
         thing_name="{{ params.thing_name }}",
         threshold="{{ params.detection_threshold }}",
         resize_mode="{{ params.resize_mode }}",
+        runtime="{{ params.lambda_runtime }}",
         region_name="{{ params.region }}",
     )
     deploy = DeployToDeviceOperator(

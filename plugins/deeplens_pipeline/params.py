@@ -256,6 +256,14 @@ PARAM_SPECS: dict[str, ParamSpec] = {
     "ssh_key_file": _spec(
         "", "Device", "deploy_method=ssh: private key file on the worker.", type="string", maxLength=1024
     ),
+    "lambda_runtime": _spec(
+        "python3.7",
+        "Device",
+        "Runtime of the inference function: the DeepLens's Greengrass V1 core runs Python 3.7 "
+        "functions (AWS Lambda may refuse new functions on deprecated runtimes).",
+        type="string",
+        enum=["python3.7", "python3.8", "python3.9", "python3.10", "python3.11", "python3.12"],
+    ),
     "detection_threshold": _spec(
         0.5, "Device", "Minimum score the device reports.", type="number", minimum=0, maximum=1
     ),
