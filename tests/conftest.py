@@ -66,3 +66,40 @@ def aws_conn(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> str:
         ),
     )
     return "aws_deeplens"
+
+
+def stage_sample_split(endpoint_url: str, bucket: str, root: Any, n_train: int) -> dict[str, Any]:
+    """Upload a generated sample dataset to ``bucket`` with train/validation manifests of its answers.
+
+    Returns the split the training stage takes (URIs, counts) and the dataset's classes.
+    """
+    import json
+
+    import boto3
+
+    from deeplens_pipeline.groundtruth import LabelledImage
+
+    key = json.loads((root / "answer_key.json").read_text())
+    s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    lines = []
+    for name, entry in sorted(key["images"].items()):
+        s3.upload_file(str(root / "images" / name), bucket, f"input/{name}")
+        boxes = [
+            {
+                "class_id": key["classes"].index(o["label"]),
+                **{k: o[k] for k in ("left", "top", "width", "height")},
+            }
+            for o in entry["objects"]
+        ]
+        image = LabelledImage(f"s3://{bucket}/input/{name}", entry["width"], entry["height"], 3, boxes)
+        lines.append(image.to_line("bounding-box", key["classes"]))
+    s3.put_object(Bucket=bucket, Key="m/train.manifest", Body="\n".join(lines[:n_train]).encode())
+    s3.put_object(Bucket=bucket, Key="m/validation.manifest", Body="\n".join(lines[n_train:]).encode())
+    return {
+        "train_uri": f"s3://{bucket}/m/train.manifest",
+        "validation_uri": f"s3://{bucket}/m/validation.manifest",
+        "train_count": n_train,
+        "validation_count": len(lines) - n_train,
+        "classes": key["classes"],
+    }

@@ -85,6 +85,10 @@ def _algorithm_parts(
     params: dict[str, Any], train_uri: str, validation_uri: str, output_uri: str
 ) -> dict[str, Any]:
     return {
+        "AlgorithmSpecification": {
+            "TrainingImage": object_detection_image(params["region"], params.get("training_image", "")),
+            "TrainingInputMode": "Pipe",
+        },
         "RoleArn": params["role_arn"],
         "InputDataConfig": [
             _channel("train", train_uri, params["label_attribute"]),
@@ -112,10 +116,6 @@ def training_job_config(
     """The CreateTrainingJob request (Pipe mode, RecordIO-wrapped augmented manifests)."""
     return {
         "TrainingJobName": job_name,
-        "AlgorithmSpecification": {
-            "TrainingImage": object_detection_image(params["region"], params.get("training_image", "")),
-            "TrainingInputMode": "Pipe",
-        },
         "HyperParameters": hyperparameters(params, num_training_samples),
         **_algorithm_parts(params, train_uri, validation_uri, output_uri),
         "Tags": [{"Key": "deeplens:pipeline", "Value": "object-detection"}],
@@ -159,10 +159,6 @@ def tuning_job_config(
         },
         "TrainingJobDefinition": {
             "StaticHyperParameters": static,
-            "AlgorithmSpecification": {
-                "TrainingImage": object_detection_image(params["region"], params.get("training_image", "")),
-                "TrainingInputMode": "Pipe",
-            },
             **_algorithm_parts(params, train_uri, validation_uri, output_uri),
         },
         "Tags": [{"Key": "deeplens:pipeline", "Value": "object-detection"}],

@@ -1,7 +1,6 @@
 """Training and tuning jobs in the emulator do real work in the ML tools environment (fast mode)."""
 
 import io
-import json
 import tarfile
 import time
 
@@ -12,6 +11,7 @@ from botocore.exceptions import ClientError
 from deeplens_pipeline.params import validate_params
 from deeplens_pipeline.training import training_job_config, tuning_job_config
 from emulator.sample_dataset import generate_sample_dataset
+from tests.conftest import stage_sample_split
 
 BUCKET = "deeplens-train-test"
 
@@ -19,36 +19,12 @@ BUCKET = "deeplens-train-test"
 @pytest.fixture(scope="module")
 def data(emulator, tmp_path_factory):
     root = generate_sample_dataset(tmp_path_factory.mktemp("ds"), n_images=6)
-    key = json.loads((root / "answer_key.json").read_text())
+    split = stage_sample_split(emulator.url, BUCKET, root, n_train=4)
     s3 = boto3.client("s3", endpoint_url=emulator.url, region_name="us-east-1")
-    s3.create_bucket(Bucket=BUCKET)
-    lines = []
-    for name, entry in sorted(key["images"].items()):
-        s3.upload_file(str(root / "images" / name), BUCKET, f"input/{name}")
-        boxes = [
-            {
-                "class_id": key["classes"].index(o["label"]),
-                **{k: o[k] for k in ("left", "top", "width", "height")},
-            }
-            for o in entry["objects"]
-        ]
-        lines.append(
-            json.dumps(
-                {
-                    "source-ref": f"s3://{BUCKET}/input/{name}",
-                    "bounding-box": {
-                        "image_size": [{"width": entry["width"], "height": entry["height"], "depth": 3}],
-                        "annotations": boxes,
-                    },
-                }
-            )
-        )
-    s3.put_object(Bucket=BUCKET, Key="m/train.manifest", Body="\n".join(lines[:4]).encode())
-    s3.put_object(Bucket=BUCKET, Key="m/validation.manifest", Body="\n".join(lines[4:]).encode())
     params = validate_params(
         {
             "bucket": BUCKET,
-            "classes": key["classes"],
+            "classes": split["classes"],
             "image_shape": 300,
             "epochs": 2,
             "lr_scheduler_step": "1",

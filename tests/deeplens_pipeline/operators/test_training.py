@@ -1,6 +1,5 @@
 """Training, tuning and pick-model operators against the emulator: no duplicate paid jobs."""
 
-import json
 import time
 
 import boto3
@@ -14,6 +13,7 @@ from deeplens_pipeline.operators.training import (
     PickModelOperator,
 )
 from emulator.sample_dataset import generate_sample_dataset
+from tests.conftest import stage_sample_split
 
 BUCKET = "deeplens-train-op"
 
@@ -21,39 +21,7 @@ BUCKET = "deeplens-train-op"
 @pytest.fixture(scope="module")
 def split(emulator, tmp_path_factory):
     root = generate_sample_dataset(tmp_path_factory.mktemp("ds"), n_images=5)
-    key = json.loads((root / "answer_key.json").read_text())
-    s3 = boto3.client("s3", endpoint_url=emulator.url, region_name="us-east-1")
-    s3.create_bucket(Bucket=BUCKET)
-    lines = []
-    for name, entry in sorted(key["images"].items()):
-        s3.upload_file(str(root / "images" / name), BUCKET, f"input/{name}")
-        boxes = [
-            {
-                "class_id": key["classes"].index(o["label"]),
-                **{k: o[k] for k in ("left", "top", "width", "height")},
-            }
-            for o in entry["objects"]
-        ]
-        lines.append(
-            json.dumps(
-                {
-                    "source-ref": f"s3://{BUCKET}/input/{name}",
-                    "bounding-box": {
-                        "image_size": [{"width": entry["width"], "height": entry["height"], "depth": 3}],
-                        "annotations": boxes,
-                    },
-                }
-            )
-        )
-    s3.put_object(Bucket=BUCKET, Key="m/train.manifest", Body="\n".join(lines[:3]).encode())
-    s3.put_object(Bucket=BUCKET, Key="m/validation.manifest", Body="\n".join(lines[3:]).encode())
-    return {
-        "train_uri": f"s3://{BUCKET}/m/train.manifest",
-        "validation_uri": f"s3://{BUCKET}/m/validation.manifest",
-        "train_count": 3,
-        "validation_count": 2,
-        "classes": key["classes"],
-    }
+    return stage_sample_split(emulator.url, BUCKET, root, n_train=3)
 
 
 def _context(split, run_id, **params):
