@@ -6,38 +6,59 @@ the weights copied byte for byte. See :func:`fix_model` and :func:`repack_model_
 
 from __future__ import annotations
 
+import importlib
 import logging
-
-from model_fix.archive import ExtractLimits, safe_extract, sha256_file, write_reproducible_tar
-from model_fix.errors import (
-    CorruptArchiveError,
-    CorruptParamsError,
-    CorruptSymbolError,
-    HyperparamsError,
-    InputNotFoundError,
-    ModelFixError,
-    NotSSDGraphError,
-    NumClassesMismatchError,
-    OptionError,
-    OverwriteRefusedError,
-    ParamsMismatchError,
-    UnsafeArchiveError,
-)
-from model_fix.fix import FixOptions, FixResult, find_model_files, fix_model
-from model_fix.params_file import ParamEntry, read_params_index, read_params_keys
-from model_fix.repack import RepackResult, repack_model, repack_model_archive
-from model_fix.ssd import (
-    DeployConversion,
-    DetectionSettings,
-    GraphKind,
-    classify_graph,
-    count_classes,
-    find_ssd_tensors,
-    to_deploy_graph,
-)
-from model_fix.symbol_json import dumps_symbol, load_symbol, parse_symbol
+from typing import Any
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+# Public names and the submodule each lives in. They load on first use (PEP 562), so a command
+# that fixes a folder does not pay for tarfile, gzip and hashlib at start-up.
+_EXPORTS = {
+    "archive": ("ExtractLimits", "safe_extract", "sha256_file", "write_reproducible_tar"),
+    "errors": (
+        "CorruptArchiveError",
+        "CorruptParamsError",
+        "CorruptSymbolError",
+        "HyperparamsError",
+        "InputNotFoundError",
+        "ModelFixError",
+        "NotSSDGraphError",
+        "NumClassesMismatchError",
+        "OptionError",
+        "OverwriteRefusedError",
+        "ParamsMismatchError",
+        "UnsafeArchiveError",
+    ),
+    "fix": ("FixOptions", "FixResult", "find_model_files", "fix_model"),
+    "params_file": ("ParamEntry", "read_params_index", "read_params_keys"),
+    "repack": ("RepackResult", "repack_model", "repack_model_archive"),
+    "ssd": (
+        "DeployConversion",
+        "DetectionSettings",
+        "GraphKind",
+        "classify_graph",
+        "count_classes",
+        "find_ssd_tensors",
+        "to_deploy_graph",
+    ),
+    "symbol_json": ("dumps_symbol", "load_symbol", "parse_symbol"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'model_fix' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"model_fix.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULE_OF])
+
 
 __all__ = [
     "CorruptArchiveError",

@@ -12,14 +12,11 @@ import logging
 import os
 import re
 import shutil
-import tarfile
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model_fix.archive import safe_extract
 from model_fix.errors import (
     HyperparamsError,
     InputNotFoundError,
@@ -170,7 +167,13 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 def is_archive(path: Path) -> bool:
     """True for a tar (optionally compressed) file, by name or by content."""
-    return path.is_file() and (path.name.endswith(ARCHIVE_SUFFIXES) or tarfile.is_tarfile(path))
+    if not path.is_file():
+        return False
+    if path.name.endswith(ARCHIVE_SUFFIXES):
+        return True
+    import tarfile  # only for inputs whose name does not say (keeps a folder fix's start-up lean)
+
+    return tarfile.is_tarfile(path)
 
 
 @contextmanager
@@ -188,6 +191,10 @@ def open_model_source(
         yield find_model_files(path, options.prefix, options.epoch)
         return
     if is_archive(path):
+        import tempfile
+
+        from model_fix.archive import safe_extract
+
         with tempfile.TemporaryDirectory(prefix=".model-fix-", dir=work_dir) as work:
             safe_extract(path, work)
             try:
