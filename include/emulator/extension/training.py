@@ -338,6 +338,11 @@ def _run_tuning(runtime: Runtime, key: tuple[str, str, str]) -> None:
             requested,
             count,
         )
+    parallel = int(config["ResourceLimits"].get("MaxParallelTrainingJobs", 1))
+    if parallel > 1:
+        log.warning(
+            "tuning job %s asks for %d parallel jobs; the emulator runs them one at a time", name, parallel
+        )
     objective = config["HyperParameterTuningJobObjective"]
     sagemaker = runtime.client("sagemaker", region)
     rng = random.Random(name)

@@ -134,3 +134,34 @@ def test_failed_job_fails_the_task_with_its_reason(setup):
         GroundTruthLabelingOperator(task_id="label_images").execute_complete(ctx, {"status": "error"})
     with pytest.raises(AirflowException, match="Trigger a new DAG run"):
         GroundTruthLabelingOperator(task_id="label_images").execute(ctx)
+
+
+def test_images_that_came_with_boxes_skip_labelling(setup):
+    from deeplens_pipeline.groundtruth import LabelledImage
+
+    pre = LabelledImage(
+        f"s3://{BUCKET}/input/p0.jpg",
+        100,
+        100,
+        3,
+        [{"class_id": 0, "left": 1, "top": 2, "width": 30, "height": 40}],
+    )
+    setup["s3"].put_object(
+        Bucket=BUCKET,
+        Key="manifests/prelabelled.manifest",
+        Body=pre.to_line("bounding-box", ["box"]).encode(),
+    )
+    ctx = _context(setup["params"], "manual__2026-11-27T05:00:00+00:00")
+    name = labeling_job_name(ctx["run_id"])
+    with pytest.raises(TaskDeferred):
+        GroundTruthLabelingOperator(task_id="label_images").execute(ctx)
+    manifest = setup["s3"].get_object(Bucket=BUCKET, Key=f"manifests/labeling/{name}/input.manifest")["Body"]
+    refs = [json.loads(line)["source-ref"] for line in manifest.read().decode().splitlines()]
+    assert refs == [f"s3://{BUCKET}/input/p1.jpg", f"s3://{BUCKET}/input/p2.jpg"]
+    _wait(setup["sm"], name)
+    result = GroundTruthLabelingOperator(task_id="label_images").execute_complete(
+        ctx, {"status": "success", "job_name": name}
+    )
+    assert result["total"]["images"] == 3
+    labels = setup["s3"].get_object(Bucket=BUCKET, Key="manifests/labels.manifest")["Body"].read().decode()
+    assert '"left":1,"top":2' in labels  # the box that came with the photo, kept
