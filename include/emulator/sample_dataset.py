@@ -294,7 +294,6 @@ def generate_sample_dataset(
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    key: dict[str, object] = {"classes": list(classes), "images": {}}
     images: dict[str, object] = {}
     for i in range(n_images):
         img, objects = _render_image(rng, classes, hues)
@@ -305,7 +304,7 @@ def generate_sample_dataset(
         else:
             img.save(images_dir / name, format="JPEG", quality=rng.randint(72, 95))
         images[name] = {"width": img.width, "height": img.height, "objects": objects}
-    key["images"] = images
+    key = {"classes": classes, "images": images}
     (out_dir / "answer_key.json").write_text(json.dumps(key, indent=1, sort_keys=True) + "\n")
     return out_dir
 

@@ -23,14 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import mxnet as mx
-
 from emulator.sample_dataset import generate_sample_dataset
 from ml_tools.artifact import read_model_archive
-from ml_tools.data import batches, load_dataset
-from ml_tools.evaluate import mean_average_precision
+from ml_tools.data import load_dataset
+from ml_tools.hyperparameters import parse_hyperparameters
 from ml_tools.manifest import read_manifest
 from ml_tools.sample_manifests import write_sample_manifests
+from ml_tools.training_run import EVAL_BATCH, bind_module, evaluate
 
 SEED_HYPERPARAMETERS = {
     "base_network": "resnet-50",
@@ -45,25 +44,16 @@ SEED_HYPERPARAMETERS = {
 MAP_LINE = re.compile(r"epoch=(\d+), validation mAP <score>=\(([0-9.]+)\)")
 
 
-def archive_map(archive: Path, manifests: list[Path], num_classes: int, image_shape: int) -> float:
-    """mAP at IoU 0.5 of a trainer model.tar.gz's det_out on the images of `manifests`."""
-    symbol, arg, aux, _ = read_model_archive(archive)
-    samples = [s for m in manifests for s in read_manifest(m, "bb", num_classes)]
-    data = load_dataset(samples, image_shape)
-    most = max(1, max(len(b) for b in data.boxes))
-    module = mx.mod.Module(symbol, data_names=("data",), label_names=("label",))
-    module.bind(
-        data_shapes=[("data", (8, 3, image_shape, image_shape))],
-        label_shapes=[("label", (8, most, 5))],
-        for_training=False,
-    )
+def archive_map(archive: Path, manifests: list[Path]) -> float:
+    """Validation mAP (as the trainer measures it) of a trainer model.tar.gz on the images of `manifests`."""
+    symbol, arg, aux, hyper = read_model_archive(archive)
+    hp = parse_hyperparameters(hyper)
+    samples = [s for m in manifests for s in read_manifest(m, "bb", hp.num_classes)]
+    data = load_dataset(samples, hp.image_shape)
+    most = max(len(b) for b in data.boxes)
+    module = bind_module(symbol, EVAL_BATCH, hp.image_shape, most, for_training=False)
     module.set_params(arg, aux)
-    detections = []
-    for pixels, label, real in batches(data, 8, most, None):
-        module.forward(mx.io.DataBatch([mx.nd.array(pixels)], [mx.nd.array(label)]), is_train=False)
-        det = module.get_outputs()[3].asnumpy()
-        detections.extend(d[d[:, 0] >= 0] for d in det[:real])
-    return mean_average_precision(detections, data.boxes, num_classes)[0]
+    return evaluate(module, data, hp, EVAL_BATCH, most)
 
 
 def main() -> int:
@@ -99,7 +89,7 @@ def main() -> int:
         first = next((e for e, s in scores if s >= 0.5), None)
         held_out = generate_sample_dataset(root / "held_out", 100, seed=args.seed + 1000)
         ho_train, ho_val, _ = write_sample_manifests(held_out, root / "ho", letterbox=args.image_shape)
-        fresh = archive_map(root / "out" / "model.tar.gz", [ho_train, ho_val], len(classes), args.image_shape)
+        fresh = archive_map(root / "out" / "model.tar.gz", [ho_train, ho_val])
     print(
         f"sample dataset: {args.n} images, image_shape {args.image_shape}, tiny network, seed hyperparameters"
     )

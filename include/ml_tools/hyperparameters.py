@@ -8,10 +8,38 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ml_tools.artifact import HYPERPARAMETER_DEFAULTS, REQUIRED_HYPERPARAMETERS
-
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adadelta")
 BASE_NETWORKS = ("vgg-16", "resnet-50")
+
+# The built-in algorithm's hyperparameters with their defaults, as hyperparams.json spells them.
+# num_classes and num_training_samples are required (no default).
+HYPERPARAMETER_DEFAULTS: dict[str, str] = {
+    "_kvstore": "device",
+    "_num_kv_servers": "auto",
+    "_tuning_objective_metric": "",
+    "base_network": "vgg-16",
+    "early_stopping": "False",
+    "early_stopping_min_epochs": "10",
+    "early_stopping_patience": "5",
+    "early_stopping_tolerance": "0.0",
+    "epochs": "30",
+    "freeze_layer_pattern": "",
+    "image_shape": "300",
+    "kv_store": "device",
+    "label_width": "350",
+    "learning_rate": "0.001",
+    "lr_scheduler_factor": "0.1",
+    "lr_scheduler_step": "",
+    "mini_batch_size": "32",
+    "momentum": "0.9",
+    "nms_threshold": "0.45",
+    "nms_topk": "400",
+    "optimizer": "sgd",
+    "overlap_threshold": "0.5",
+    "use_pretrained_model": "1",
+    "weight_decay": "0.0005",
+}
+REQUIRED_HYPERPARAMETERS: tuple[str, ...] = ("num_classes", "num_training_samples")
 
 
 class HyperparameterError(ValueError):
@@ -83,15 +111,21 @@ def _bool(raw: Mapping[str, str], key: str) -> bool:
     raise HyperparameterError(f"hyperparameter {key}={raw[key]!r} must be True or False (or 1 or 0)")
 
 
+def full_hyperparameters(given: Mapping[str, object]) -> dict[str, str]:
+    """hyperparams.json's content: the defaults overlaid with the job's known hyperparameters."""
+    known = set(HYPERPARAMETER_DEFAULTS) | set(REQUIRED_HYPERPARAMETERS)
+    merged = dict(HYPERPARAMETER_DEFAULTS)
+    merged.update({k: str(v) for k, v in given.items() if k in known})
+    return merged
+
+
 def parse_hyperparameters(given: Mapping[str, object]) -> Hyperparameters:
     """Validate and type SageMaker's hyperparameter strings; raises HyperparameterError naming the key."""
     missing = [k for k in REQUIRED_HYPERPARAMETERS if k not in given]
     if missing:
         raise HyperparameterError(f"required hyperparameter(s) missing: {', '.join(missing)}")
-    known = set(HYPERPARAMETER_DEFAULTS) | set(REQUIRED_HYPERPARAMETERS)
-    raw = dict(HYPERPARAMETER_DEFAULTS)
-    raw.update({k: str(v) for k, v in given.items() if k in known})
-    unknown = tuple(sorted(k for k in given if k not in known))
+    raw = full_hyperparameters(given)
+    unknown = tuple(sorted(k for k in given if k not in raw))
     base_network = raw["base_network"].strip()
     if base_network not in BASE_NETWORKS:
         raise HyperparameterError(

@@ -14,7 +14,6 @@ milliseconds per frame.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -25,6 +24,9 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from model_fix.errors import HyperparamsError
+from model_fix.hyperparams import HYPERPARAMS_FILE, hyperparam_int, load_hyperparams
 
 COLOURS = ((255, 64, 64), (64, 160, 255), (255, 200, 0), (64, 220, 120), (200, 90, 255), (255, 140, 40))
 THUMB = (320, 240)
@@ -67,11 +69,13 @@ def find_deploy_model(model: Path) -> tuple[str, int | None]:
             raise PreviewError(f"{prefix}-symbol.json not found")
     if not Path(prefix + "-0000.params").is_file():
         raise PreviewError(f"{prefix}-0000.params not found")
-    shape = None
-    hyper = folder / "hyperparams.json"
-    if hyper.is_file():
-        shape = int(json.loads(hyper.read_text()).get("image_shape", 0)) or None
-    return prefix, shape
+    hyper = folder / HYPERPARAMS_FILE
+    if not hyper.is_file():
+        return prefix, None
+    try:
+        return prefix, hyperparam_int(load_hyperparams(hyper), "image_shape", str(hyper))
+    except HyperparamsError as exc:
+        raise PreviewError(str(exc)) from exc
 
 
 class Detector:

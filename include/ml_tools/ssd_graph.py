@@ -222,6 +222,27 @@ def _check(base_network: str, num_classes: int, data_shape: int) -> SsdConfig:
     return ssd_config(base_network, data_shape)
 
 
+def _detection(
+    cls_prob: mx.sym.Symbol,
+    loc_preds: mx.sym.Symbol,
+    anchor_boxes: mx.sym.Symbol,
+    nms_threshold: float,
+    force_suppress: bool,
+    nms_topk: int,
+) -> mx.sym.Symbol:
+    """The `detection` node both graphs end in (under `det_out` in the training graph)."""
+    return mx.sym.contrib.MultiBoxDetection(
+        cls_prob,
+        loc_preds,
+        anchor_boxes,
+        name="detection",
+        nms_threshold=nms_threshold,
+        force_suppress=force_suppress,
+        variances=VARIANCES,
+        nms_topk=nms_topk,
+    )
+
+
 def build_training_graph(
     base_network: str,
     num_classes: int,
@@ -265,16 +286,7 @@ def build_training_graph(
         )
         loc_loss = mx.sym.MakeLoss(loc_loss_, grad_scale=1.0, normalization="valid", name="loc_loss")
         cls_label = mx.sym.MakeLoss(data=cls_target, grad_scale=0, name="cls_label")
-        det = mx.sym.contrib.MultiBoxDetection(
-            cls_prob,
-            loc_preds,
-            anchor_boxes,
-            name="detection",
-            nms_threshold=nms_threshold,
-            force_suppress=force_suppress,
-            variances=VARIANCES,
-            nms_topk=nms_topk,
-        )
+        det = _detection(cls_prob, loc_preds, anchor_boxes, nms_threshold, force_suppress, nms_topk)
         det = mx.sym.MakeLoss(data=det, grad_scale=0, name="det_out")
         return mx.sym.Group([cls_prob, loc_loss, cls_label, det])
 
@@ -294,13 +306,4 @@ def build_deploy_graph(
         layers = _multi_layer_feature(body, cfg)
         loc_preds, cls_preds, anchor_boxes = _multibox_layer(layers, num_classes, cfg)
         cls_prob = mx.sym.SoftmaxActivation(data=cls_preds, mode="channel", name="cls_prob")
-        return mx.sym.contrib.MultiBoxDetection(
-            cls_prob,
-            loc_preds,
-            anchor_boxes,
-            name="detection",
-            nms_threshold=nms_threshold,
-            force_suppress=force_suppress,
-            variances=VARIANCES,
-            nms_topk=nms_topk,
-        )
+        return _detection(cls_prob, loc_preds, anchor_boxes, nms_threshold, force_suppress, nms_topk)

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ml_tools.hyperparameters import HyperparameterError, Hyperparameters
+from ml_tools.hyperparameters import HyperparameterError
 from ml_tools.manifest import ManifestError
 
 log = logging.getLogger("ml_tools.train")
@@ -73,31 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {message}", file=sys.stderr)
         return 2
     return 0
-
-
-def hyperparameter_notes(hp: Hyperparameters, backbone: str, mode: str) -> list[str]:
-    """One line per hyperparameter this emulation cannot honour as SageMaker would."""
-    notes = [f"hyperparameter {k} is not one of the algorithm's; ignored" for k in hp.unknown]
-    if backbone != hp.base_network:
-        notes.append(
-            f"base_network={hp.base_network}: the emulator builds the {backbone} base network instead "
-            "(small enough for the CPU); the SSD head, node names and outputs are the algorithm's"
-        )
-    if hp.use_pretrained_model:
-        notes.append(
-            "use_pretrained_model=1: no pretrained ImageNet weights are available offline; the base "
-            "network starts from random (Xavier) weights"
-        )
-    if hp.kv_store != "device" or hp.raw.get("_kvstore", "device") != "device":
-        notes.append(f"kv_store={hp.kv_store}: one CPU process, no key-value store; no effect")
-    if mode == "fast":
-        notes.append(
-            "fast mode: no training; epochs, learning_rate, optimizer, momentum, weight_decay, "
-            "lr_scheduler_*, mini_batch_size, early_stopping* and freeze_layer_pattern are not used"
-        )
-    elif hp.optimizer != "sgd":
-        notes.append(f"momentum={hp.momentum}: only the sgd optimizer uses it; not used by {hp.optimizer}")
-    return notes
 
 
 if __name__ == "__main__":

@@ -81,6 +81,31 @@ class BudgetCosineScheduler(mx.lr_scheduler.LRScheduler):
         return self.base_lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def hyperparameter_notes(hp: Hyperparameters, backbone: str, mode: str) -> list[str]:
+    """One line per hyperparameter this emulation cannot honour as SageMaker would."""
+    notes = [f"hyperparameter {k} is not one of the algorithm's; ignored" for k in hp.unknown]
+    if backbone != hp.base_network:
+        notes.append(
+            f"base_network={hp.base_network}: the emulator builds the {backbone} base network instead "
+            "(small enough for the CPU); the SSD head, node names and outputs are the algorithm's"
+        )
+    if hp.use_pretrained_model:
+        notes.append(
+            "use_pretrained_model=1: no pretrained ImageNet weights are available offline; the base "
+            "network starts from random (Xavier) weights"
+        )
+    if hp.kv_store != "device" or hp.raw["_kvstore"] != "device":
+        notes.append(f"kv_store={hp.kv_store}: one CPU process, no key-value store; no effect")
+    if mode == "fast":
+        notes.append(
+            "fast mode: no training; epochs, learning_rate, optimizer, momentum, weight_decay, "
+            "lr_scheduler_*, mini_batch_size, early_stopping* and freeze_layer_pattern are not used"
+        )
+    elif hp.optimizer != "sgd":
+        notes.append(f"momentum={hp.momentum}: only the sgd optimizer uses it; not used by {hp.optimizer}")
+    return notes
+
+
 def learning_plan(hp: Hyperparameters, backbone: str, batches_per_epoch: int, budget, started: float):
     """(epochs, optimizer params, notes on what is not honoured) for this backbone."""
     params: dict = {"wd": hp.weight_decay, "rescale_grad": 1.0}
@@ -132,7 +157,15 @@ def evaluate(
     return score
 
 
-def _bind(symbol: mx.sym.Symbol, batch: int, data_shape: int, max_objects: int, for_training: bool, fixed):
+def bind_module(
+    symbol: mx.sym.Symbol,
+    batch: int,
+    data_shape: int,
+    max_objects: int,
+    for_training: bool,
+    fixed: list[str] | None = None,
+) -> mx.mod.Module:
+    """The SSD bound on the CPU for `batch` images and labels of `max_objects` boxes, Xavier-initialised."""
     module = mx.mod.Module(
         symbol, data_names=("data",), label_names=("label",), context=mx.cpu(), fixed_param_names=fixed
     )
@@ -147,8 +180,6 @@ def _bind(symbol: mx.sym.Symbol, batch: int, data_shape: int, max_objects: int, 
 
 def run(args: argparse.Namespace) -> None:
     """Train (or, in fast mode, only build and evaluate) and write model.tar.gz."""
-    from ml_tools.train import hyperparameter_notes
-
     started = time.monotonic()
     hp = load_hyperparameters(args.hyperparameters)
     log.info("Final configuration: %s", hp.raw)
@@ -199,7 +230,7 @@ def run(args: argparse.Namespace) -> None:
     np.random.seed(args.seed)
     validation = load_dataset(val_samples, hp.image_shape)
     if args.mode == "fast":
-        module = _bind(symbol, EVAL_BATCH, hp.image_shape, most, False, None)
+        module = bind_module(symbol, EVAL_BATCH, hp.image_shape, most, for_training=False)
         score = evaluate(module, validation, hp, EVAL_BATCH, most)
         _quality(0, "validation mAP <score>", score)
         arg_params, aux_params = module.get_params()
@@ -227,18 +258,12 @@ def _train(
     log.info("Decoded %d + %d images in %.1f s", len(train), len(validation), time.monotonic() - started)
     batch = hp.mini_batch_size
     per_epoch = max(1, -(-len(train) // batch))
-    module = _bind(symbol, batch, hp.image_shape, most, True, fixed)
+    module = bind_module(symbol, batch, hp.image_shape, most, for_training=True, fixed=fixed)
     epochs, optimizer_params, notes = learning_plan(hp, backbone, per_epoch, budget, started)
     for note in notes:
         log.warning("Hyperparameter not honoured: %s", note)
     module.init_optimizer(kvstore=None, optimizer=hp.optimizer, optimizer_params=optimizer_params)
-    eval_module = mx.mod.Module(symbol, data_names=("data",), label_names=("label",), context=mx.cpu())
-    eval_module.bind(
-        data_shapes=[("data", (EVAL_BATCH, 3, hp.image_shape, hp.image_shape))],
-        label_shapes=[("label", (EVAL_BATCH, max(1, most), 5))],
-        for_training=False,
-        shared_module=None,
-    )
+    eval_module = bind_module(symbol, EVAL_BATCH, hp.image_shape, most, for_training=False)
     rng = random.Random(args.seed)
     best = (-1.0, -1, None, None)
     epochs_without_gain = 0
@@ -250,7 +275,7 @@ def _train(
             break
         cls_sum = loc_sum = 0.0
         n = 0
-        for pixels, label, _ in batches(train, batch, max(1, most), rng):
+        for pixels, label, _ in batches(train, batch, most, rng):
             module.forward_backward(mx.io.DataBatch([mx.nd.array(pixels)], [mx.nd.array(label)]))
             module.update()
             outs = module.get_outputs()

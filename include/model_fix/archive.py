@@ -13,7 +13,7 @@ import hashlib
 import shutil
 import tarfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -46,6 +46,16 @@ def _member_path(archive: Path, name: str) -> PurePosixPath:
     return PurePosixPath(*parts) if parts else PurePosixPath(".")
 
 
+def _create(archive: Path, member: tarfile.TarInfo, mkdir: Callable[..., None]) -> None:
+    """Make a folder for ``member``; a name an earlier member (or ``target``) holds as a file is refused."""
+    try:
+        mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise UnsafeArchiveError(
+            f"{archive}: member {member.name!r}: {exc.filename} already exists as a file"
+        ) from exc
+
+
 def safe_extract(
     archive: str | Path, target: str | Path, limits: ExtractLimits = ExtractLimits()
 ) -> list[str]:
@@ -72,8 +82,9 @@ def safe_extract(
                     raise UnsafeArchiveError(
                         f"{archive}: member {member.name!r}: {kind} to {member.linkname!r}"
                     )
+                destination = target / relative
                 if member.isdir():
-                    (target / relative).mkdir(parents=True, exist_ok=True)
+                    _create(archive, member, destination.mkdir)
                     continue
                 if not member.isreg():
                     raise UnsafeArchiveError(
@@ -93,8 +104,7 @@ def safe_extract(
                         f"{archive}: member {member.name!r}: total size over the "
                         f"{limits.max_total_bytes}-byte limit"
                     )
-                destination = target / relative
-                destination.parent.mkdir(parents=True, exist_ok=True)
+                _create(archive, member, destination.parent.mkdir)
                 source = tar.extractfile(member)
                 assert source is not None  # a regular file always has data
                 try:

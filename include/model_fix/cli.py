@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from model_fix.errors import ModelFixError, OptionError
 from model_fix.fix import FixOptions, fix_model, is_archive
-from model_fix.repack import repack_model
 
 _TRUE = {"1", "true", "yes", "y", "on"}
 _FALSE = {"0", "false", "no", "n", "off"}
@@ -127,7 +127,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Path, Path | None, FixOptions]:
         out_dir = args.out_dir or source.parent
     else:
         source = Path(args.source)
-        options = FixOptions(**{**options.__dict__, "prefix": args.prefix})
+        options = replace(options, prefix=args.prefix)
         if args.out_dir:
             out_dir = args.out_dir
         elif source.is_dir():
@@ -169,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"force_suppress {result.force_suppress}"
                 )
         if args.output_tar:
+            from model_fix.repack import repack_model  # tarfile and gzip only when an archive is asked for
+
             repacked = repack_model(source, args.output_tar, args.rename, options)
             if out_dir is None:
                 _warn(parser, repacked.warnings, args.quiet)

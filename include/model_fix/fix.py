@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -124,7 +125,8 @@ def _validate_options(options: FixOptions) -> None:
         check_name(options.prefix)
 
 
-def _params_name(name: str, epoch: int) -> str:
+def params_name(name: str, epoch: int) -> str:
+    """``<name>-<epoch>.params`` with the epoch in four digits, as MXNet's save_checkpoint names it."""
     return f"{name}-{epoch:04d}.params"
 
 
@@ -148,18 +150,15 @@ def find_model_files(directory: str | Path, name: str | None = None, epoch: int 
     symbol = directory / f"{name}{SYMBOL_SUFFIX}"
     if not symbol.is_file():
         raise InputNotFoundError(f"{symbol}: not found (models here: {names or 'none'})")
-    params = directory / _params_name(name, epoch)
+    params = directory / params_name(name, epoch)
     if not params.is_file():
-        found = sorted(p.name for p in directory.glob(f"{glob_escape(name)}-*.params"))
+        import glob  # an error path only
+
+        found = sorted(p.name for p in directory.glob(f"{glob.escape(name)}-*.params"))
         hint = f"; found {found}, choose one with --epoch" if found else ""
         raise InputNotFoundError(f"{params}: not found{hint}")
     hyperparams = directory / HYPERPARAMS_FILE
     return ModelFiles(directory, name, symbol, params, hyperparams if hyperparams.is_file() else None)
-
-
-def glob_escape(text: str) -> str:
-    """Escape glob metacharacters in a literal file-name part."""
-    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -217,8 +216,7 @@ def open_model_source(
 def _check_params(entries: list[ParamEntry], graph: Graph, params_path: Path, symbol_path: Path) -> None:
     """Params keys must be exactly the graph's arguments (``arg:``) and auxiliary states (``aux:``)."""
     problems: list[str] = []
-    keys = [entry.key for entry in entries]
-    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    duplicates = sorted(key for key, count in Counter(entry.key for entry in entries).items() if count > 1)
     if duplicates:
         problems.append(f"duplicate keys {duplicates[:_MAX_LISTED]}")
     unprefixed = [entry.key for entry in entries if not entry.kind]
@@ -295,20 +293,12 @@ def _warn(warnings: list[str], message: str) -> None:
     warnings.append(message)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def _copy_atomic(source: Path, destination: Path) -> None:
-    """Stream-copy a file (kernel copy where available); memory does not grow with its size."""
+@contextmanager
+def _atomic(destination: Path) -> Iterator[Path]:
+    """A partial file beside ``destination`` to write; renamed into place only if the block succeeds."""
     partial = destination.with_name(f".{destination.name}.partial")
     try:
-        shutil.copyfile(source, partial)
+        yield partial
         partial.replace(destination)
     finally:
         partial.unlink(missing_ok=True)
@@ -378,7 +368,7 @@ def fix_model(source: str | Path, out_dir: str | Path, options: FixOptions = Fix
         keep_name = passthrough and files.name.startswith(DEPLOY_PREFIX)
         deploy_name = files.name if keep_name else DEPLOY_PREFIX + files.name
         out_symbol = out_dir / f"{deploy_name}{SYMBOL_SUFFIX}"
-        out_params = out_dir / _params_name(deploy_name, options.epoch)
+        out_params = out_dir / params_name(deploy_name, options.epoch)
         out_hyper = out_dir / HYPERPARAMS_FILE if files.hyperparams else None
 
         unchanged = passthrough and not conversion.changed
@@ -394,11 +384,13 @@ def fix_model(source: str | Path, out_dir: str | Path, options: FixOptions = Fix
             text if unchanged else dumps_symbol(conversion.graph) + ("\n" if text.endswith("\n") else "")
         )
         if not _same(out_symbol, files.symbol):
-            _write_text_atomic(out_symbol, new_text)
-        if not _same(out_params, files.params):
-            _copy_atomic(files.params, out_params)
-        if files.hyperparams and out_hyper and not _same(out_hyper, files.hyperparams):
-            _copy_atomic(files.hyperparams, out_hyper)
+            with _atomic(out_symbol) as partial:
+                partial.write_text(new_text, encoding="utf-8")
+        # Stream copies (kernel copy where available): memory does not grow with the params size.
+        for copied, original in ((out_params, files.params), (out_hyper, files.hyperparams)):
+            if copied and original and not _same(copied, original):
+                with _atomic(copied) as partial:
+                    shutil.copyfile(original, partial)
         log.info(
             "%s: %s -> %s (%d classes, %d training nodes removed)",
             source,

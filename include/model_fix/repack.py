@@ -24,6 +24,7 @@ from model_fix.fix import (
     fix_model,
     is_archive,
     open_model_source,
+    params_name,
 )
 from model_fix.hyperparams import HYPERPARAMS_FILE
 
@@ -83,7 +84,7 @@ def repack_model(
         with open_model_source(source, options, work_dir=Path(work)) as files:
             name = prefix or files.name
             _stage(files.symbol, stage / f"{name}{SYMBOL_SUFFIX}")
-            _stage(files.params, stage / f"{name}-{options.epoch:04d}.params")
+            _stage(files.params, stage / params_name(name, options.epoch))
             if files.hyperparams:
                 _stage(files.hyperparams, stage / HYPERPARAMS_FILE)
             source_prefix = files.name

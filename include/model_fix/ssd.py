@@ -168,8 +168,11 @@ def find_ssd_tensors(graph: Graph, source: str = "<symbol>") -> SSDTensors:
 
 def classify_graph(graph: Graph, source: str = "<symbol>") -> GraphKind:
     """Tell a training graph from a deploy graph; raise :class:`NotSSDGraphError` for neither."""
+    return _classify(graph, find_ssd_tensors(graph, source), source)
+
+
+def _classify(graph: Graph, tensors: SSDTensors, source: str) -> GraphKind:
     nodes = graph["nodes"]
-    tensors = find_ssd_tensors(graph, source)
     if tensors.target is not None or any(n["op"] in TRAINING_ONLY_OPS for n in nodes):
         return GraphKind.TRAINING
     heads = graph["heads"]
@@ -355,8 +358,8 @@ def to_deploy_graph(
     (``changed`` False) when it is already in that canonical form; otherwise (extra nodes, other
     order, no explicit ``nms_topk``) it is rebuilt with its own detection attributes.
     """
-    kind = classify_graph(graph, source)
     tensors = find_ssd_tensors(graph, source)
+    kind = _classify(graph, tensors, source)
     num_classes = count_classes(graph, tensors, source)
     nodes = graph["nodes"]
 

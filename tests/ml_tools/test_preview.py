@@ -75,6 +75,19 @@ def test_model_lookup_errors(tmp_path: Path, deploy_dir: Path) -> None:
         find_deploy_model(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"), [("{", "invalid JSON"), ('{"image_shape": "big"}', "not a number")]
+)
+def test_unreadable_hyperparams_name_the_file(
+    tmp_path: Path, deploy_dir: Path, text: str, message: str
+) -> None:
+    for path in deploy_dir.iterdir():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    (tmp_path / "hyperparams.json").write_text(text)
+    with pytest.raises(PreviewError, match=rf"hyperparams\.json.*{message}"):
+        find_deploy_model(tmp_path)
+
+
 def test_command_line(tmp_path: Path, deploy_dir: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "ml_tools.preview", "--model", str(deploy_dir),

@@ -96,6 +96,19 @@ def test_never_overwrites_existing_files(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "keep.txt").read_bytes() == b"old"
 
 
+@pytest.mark.parametrize(
+    "members",
+    [
+        [_file("a"), _file("a/b")],  # a folder wanted where a file was written
+        [_file("a"), _special("a", tarfile.DIRTYPE)],
+    ],
+)
+def test_file_and_folder_of_one_name_are_refused_naming_the_member(tmp_path: Path, members) -> None:
+    archive = _tar(tmp_path / "m.tar.gz", members)
+    with pytest.raises(UnsafeArchiveError, match=r"m\.tar\.gz: member 'a.*already exists"):
+        safe_extract(archive, tmp_path / "out")
+
+
 def test_corrupt_archives_are_reported(tmp_path: Path) -> None:
     good = _tar(tmp_path / "good.tar.gz", [_file("a", os.urandom(5000))]).read_bytes()
     for name, data in [("text.tar.gz", b"not an archive"), ("cut.tar.gz", good[: len(good) // 2])]:
