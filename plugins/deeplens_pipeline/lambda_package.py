@@ -240,20 +240,24 @@ def latest_published_version(client: Any, function_name: str) -> dict[str, Any] 
     return latest
 
 
-def publish_version(client: Any, spec: FunctionSpec, sha: str) -> PublishedVersion:
+def publish_version(
+    client: Any, spec: FunctionSpec, sha: str, checked: Mapping[str, Any] | None = None
+) -> PublishedVersion:
     """Publish ``$LATEST`` as a version, unless the latest version already has this code and config.
 
-    ``CodeSha256`` and ``RevisionId`` make Lambda refuse to publish if ``$LATEST`` changed
-    after it was checked (another writer), instead of publishing someone else's code.
+    ``CodeSha256`` and the ``RevisionId`` of ``checked`` (``$LATEST``'s configuration as it was
+    checked; read here when not given) make Lambda refuse to publish if ``$LATEST`` changed
+    since (another writer), instead of publishing someone else's code or settings.
     """
     latest = latest_published_version(client, spec.name)
     if latest and latest.get("CodeSha256") == sha and not configuration_differences(latest, spec):
         arn = unqualified_arn(latest["FunctionArn"])
         logger.info("Version %s of %s already has this code and configuration", latest["Version"], spec.name)
         return PublishedVersion(arn, latest["Version"], f"{arn}:{latest['Version']}", sha, created=False)
-    current = client.get_function_configuration(FunctionName=spec.name)
+    if checked is None:
+        checked = client.get_function_configuration(FunctionName=spec.name)
     published = client.publish_version(
-        FunctionName=spec.name, CodeSha256=sha, Description=spec.description, **_revision(current)
+        FunctionName=spec.name, CodeSha256=sha, Description=spec.description, **_revision(checked)
     )
     if published.get("CodeSha256") != sha:
         raise RuntimeError(
@@ -268,5 +272,5 @@ def publish_version(client: Any, spec: FunctionSpec, sha: str) -> PublishedVersi
 
 def publish_inference_function(client: Any, spec: FunctionSpec, package: bytes) -> PublishedVersion:
     """Create or update the function, then publish (or reuse) the version holding ``package``."""
-    create_or_update_function(client, spec, package)
-    return publish_version(client, spec, code_sha256(package))
+    checked = create_or_update_function(client, spec, package)
+    return publish_version(client, spec, code_sha256(package), checked)

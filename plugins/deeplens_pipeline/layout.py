@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from deeplens_pipeline.naming import run_token
@@ -37,10 +38,19 @@ class BucketLayout:
         """Input manifest of one labelling job."""
         return f"manifests/labeling/{job_name}/input.manifest"
 
+    def report_key(self, run_id: str, name: str, prefix: str = "reports/") -> str:
+        """A report of one DAG run: ``reports/<run id made key-safe>/<name>``."""
+        return f"{prefix}{run_segment(run_id)}/{name}"
+
     def split_keys(self, run_id: str) -> tuple[str, str]:
         """Train and validation manifests of one DAG run."""
         base = f"manifests/runs/{run_token(run_id)}"
         return f"{base}/train.manifest", f"{base}/validation.manifest"
+
+
+def run_segment(run_id: str) -> str:
+    """A run id made safe as one S3 key segment (readable, unlike a hash)."""
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", run_id).strip("_") or "run"
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

@@ -238,11 +238,7 @@ def test_publish_passes_code_sha_and_revision_guards() -> None:
             {"FunctionName": "deeplens-x"},
         )
         stub.add_response("list_versions_by_function", {"Versions": []}, {"FunctionName": "deeplens-x"})
-        stub.add_response(
-            "get_function_configuration",
-            {**latest, "CodeSha256": sha, "RevisionId": "rev-2"},
-            {"FunctionName": "deeplens-x"},
-        )
+        # publishing is guarded by the revision checked above: no second read in between
         stub.add_response(
             "publish_version",
             {"FunctionArn": f"{arn}:4", "Version": "4", "CodeSha256": sha},

@@ -276,3 +276,12 @@ def test_backoff_doubles_up_to_a_ceiling() -> None:
         current = logic.next_backoff(current)
         waits.append(current)
     assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+
+
+def test_mirrored_rules_agree_with_the_pipeline() -> None:
+    """The device cannot import the plugin package, so the few rules both sides need are copies."""
+    assert logic.RESIZE_MODES == inference_settings.RESIZE_MODES
+    assert logic.MAX_INPUT_SIZE == inference_settings.MAX_INPUT_SIZE
+    assert logic.default_topic("deeplens_abc") == inference_settings.infer_topic("deeplens_abc")
+    for name in ("deploy_model_algo_1", "deploy m", "../etc/passwd", "x.y-z"):
+        assert bool(logic._MODEL_NAME_PATTERN.match(name)) == bool(inference_settings._MODEL_NAME.match(name))

@@ -6,13 +6,14 @@ statuses are plain data, so they travel through XCom and trigger kwargs unchange
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
+from deeplens_pipeline import layout
 from deeplens_pipeline.deploy.inference_settings import InferenceSettings, check_thing_name
+from deeplens_pipeline.naming import client_token
 
 IN_PROGRESS = "InProgress"
 BUILDING = "Building"
@@ -22,18 +23,20 @@ FINAL_STATES = frozenset({SUCCESS, FAILURE})
 STATES = frozenset({IN_PROGRESS, BUILDING, SUCCESS, FAILURE})
 
 METHODS = ("greengrass-v1", "greengrass-v2", "ssh")
+DEVICE_ARTIFACTS_DIR = "/opt/awscam/artifacts"
+"""Where a DeepLens keeps deployed models: ``mo.optimize`` reads ``<name>-symbol.json`` there."""
 _LAMBDA_VERSION_ARN = re.compile(
     r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[a-zA-Z0-9_-]+:(\d+|[a-zA-Z0-9_-]+)$"
 )
-_TOKEN_CHARS = re.compile(r"[^a-zA-Z0-9-]+")
 
 
 def split_s3_uri(uri: str, what: str = "S3 URI") -> tuple[str, str]:
-    """``s3://bucket/key`` -> ``(bucket, key)``; ValueError naming ``what`` otherwise."""
-    if not isinstance(uri, str) or not uri.startswith("s3://"):
-        raise ValueError(f"{what} {uri!r} is not an s3://bucket/key URI")
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket or not key or key.endswith("/"):
+    """``layout.split_s3_uri`` for the URI of one object; the error names the parameter ``what``."""
+    try:
+        bucket, key = layout.split_s3_uri(uri if isinstance(uri, str) else "")
+    except ValueError:
+        raise ValueError(f"{what} {uri!r} is not an s3://bucket/key URI") from None
+    if not key or key.endswith("/"):
         raise ValueError(f"{what} {uri!r} is not an s3://bucket/key URI of an object")
     return bucket, key
 
@@ -61,16 +64,13 @@ def check_lambda_version_arn(arn: str) -> str:
 
 
 def idempotency_token(run_token: str, step: str, payload: Any = None) -> str:
-    """A client token for one create call of one run: same run, step and request, same token.
+    """``naming.client_token`` for one create call of one run: same run, step and request, same token.
 
     Hashing the request too means a changed request never replays a stale answer.
     """
     if not run_token:
         raise ValueError("run_token is empty: idempotency tokens derive from the caller's run token")
-    body = json.dumps(payload, sort_keys=True, default=str)
-    digest = hashlib.sha256(f"{run_token}|{step}|{body}".encode()).hexdigest()[:24]
-    prefix = _TOKEN_CHARS.sub("-", f"{step}").strip("-")[:24]
-    return f"{prefix}-{digest}"
+    return client_token(f"{step}|{json.dumps(payload, sort_keys=True, default=str)}", run_token)
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,13 @@ class DeploymentRequest:
             raise ValueError(f"timeout_s {self.timeout_s} is outside 1..900 seconds")
         if self.function_s3_uri is not None:
             split_s3_uri(self.function_s3_uri, "function_s3_uri")
+
+    @property
+    def device_settings(self) -> InferenceSettings:
+        """The settings as the device gets them: their topic is the one of ``thing_name``."""
+        if self.settings.thing_name == self.thing_name:
+            return self.settings
+        return replace(self.settings, thing_name=self.thing_name)
 
     @property
     def function_name(self) -> str:

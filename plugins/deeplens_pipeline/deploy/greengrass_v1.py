@@ -8,27 +8,27 @@ definitions with the inference function (a published Lambda version, long-lived)
 topic to the cloud.
 
 Retries are safe: definitions whose content already sits in the group's latest version are
-reused, an existing deployment of the same group version that has not failed is re-attached,
-and every create call carries an ``AmznClientToken`` derived from the caller's run token.
+reused, the group's newest deployment is re-attached when it deploys that version and has not
+failed, and every create call carries an ``AmznClientToken`` derived from the caller's run token
+and from the state it builds on (so a re-run after another deployment deploys again).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from deeplens_pipeline.deploy.base import (
+    DEVICE_ARTIFACTS_DIR,
     FAILURE,
     IN_PROGRESS,
     STATES,
     DeploymentHandle,
     DeploymentRequest,
     DeploymentStatus,
-    check_model_archive,
     idempotency_token,
     split_s3_uri,
 )
@@ -37,7 +37,6 @@ from deeplens_pipeline.deploy.inference_settings import infer_topic
 logger = logging.getLogger(__name__)
 
 METHOD = "greengrass-v1"
-MODEL_DESTINATION = "/opt/awscam/artifacts"
 MODEL_BUCKET_PREFIX = "deeplens"
 _DEFINITION_ARN = re.compile(
     r"/definition/(?P<kind>cores|devices|functions|resources|subscriptions|loggers|connectors)"
@@ -51,6 +50,8 @@ KEPT_DEFINITIONS = (
     "LoggerDefinitionVersionArn",
     "ConnectorDefinitionVersionArn",
 )
+_API_NAMES = {"functions": "Function", "resources": "Resource", "subscriptions": "Subscription"}
+"""Definition kinds this deployer replaces -> their stem in the API (``CreateFunctionDefinition``...)."""
 
 
 class GroupNotFoundError(LookupError):
@@ -116,7 +117,7 @@ def resource_definition(model_s3_uri: str, access: DeviceAccess) -> dict[str, An
             "ResourceDataContainer": {
                 "S3MachineLearningModelResourceData": {
                     "S3Uri": model_s3_uri,
-                    "DestinationPath": MODEL_DESTINATION,
+                    "DestinationPath": DEVICE_ARTIFACTS_DIR,
                 }
             },
         }
@@ -166,7 +167,7 @@ def function_definition(request: DeploymentRequest, access: DeviceAccess) -> dic
         "Environment": {
             "AccessSysfs": access.access_sysfs,
             "ResourceAccessPolicies": policies,
-            "Variables": request.settings.environment(),
+            "Variables": request.device_settings.environment(),
         },
         "MemorySize": int(request.memory_mb) * 1024,  # Greengrass counts in KB
         "Pinned": True,  # long-lived: the loop starts when the core starts
@@ -206,10 +207,6 @@ def parse_definition_arn(arn: str) -> tuple[str, str, str]:
     if not match:
         raise ValueError(f"{arn!r} is not a Greengrass definition version ARN")
     return match["kind"], match["id"], match["version"]
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -318,18 +315,12 @@ class GreengrassV1Deployer:
 
     # -- definitions ----------------------------------------------------------------------------
 
-    def _existing_definition(self, kind: str, arn: str | None) -> dict[str, Any] | None:
-        if not arn:
-            return None
+    def _definition(self, kind: str, arn: str) -> dict[str, Any] | None:
+        """The content of the definition version ``arn`` (of ``kind``)."""
         _, definition_id, version_id = parse_definition_arn(arn)
-        getter = {
-            "functions": ("get_function_definition_version", "FunctionDefinition"),
-            "resources": ("get_resource_definition_version", "ResourceDefinition"),
-            "subscriptions": ("get_subscription_definition_version", "SubscriptionDefinition"),
-        }[kind]
-        method, stem = getter
-        found = getattr(self.greengrass, method)(
-            **{f"{stem}Id": definition_id, f"{stem}VersionId": version_id}
+        stem = _API_NAMES[kind]
+        found = getattr(self.greengrass, f"get_{stem.lower()}_definition_version")(
+            **{f"{stem}DefinitionId": definition_id, f"{stem}DefinitionVersionId": version_id}
         )
         return found.get("Definition")
 
@@ -337,57 +328,36 @@ class GreengrassV1Deployer:
         self, kind: str, desired: dict[str, Any], current_arn: str | None, run_token: str
     ) -> str:
         """The ARN of a definition version holding ``desired``: the group's current one or a new one."""
-        if current_arn and _canonical(self._existing_definition(kind, current_arn)) == _canonical(desired):
+        if current_arn and self._definition(kind, current_arn) == desired:
             logger.info("Reusing the group's %s definition %s (same content)", kind, current_arn)
             return current_arn
-        creator = {
-            "functions": self.greengrass.create_function_definition,
-            "resources": self.greengrass.create_resource_definition,
-            "subscriptions": self.greengrass.create_subscription_definition,
-        }[kind]
-        created = creator(
+        created = getattr(self.greengrass, f"create_{_API_NAMES[kind].lower()}_definition")(
             AmznClientToken=idempotency_token(run_token, f"{kind}-definition", desired),
             Name=f"deeplens-{kind}-{run_token}"[:128],
             InitialVersion=desired,
         )
-        arn = created.get("LatestVersionArn")
-        if not arn:
-            getter = {
-                "functions": self.greengrass.get_function_definition,
-                "resources": self.greengrass.get_resource_definition,
-                "subscriptions": self.greengrass.get_subscription_definition,
-            }[kind]
-            stem = {"functions": "Function", "resources": "Resource", "subscriptions": "Subscription"}[kind]
-            arn = getter(**{f"{stem}DefinitionId": created["Id"]})["LatestVersionArn"]
-        logger.info("Created %s definition version %s", kind, arn)
-        return arn
+        logger.info("Created %s definition version %s", kind, created["LatestVersionArn"])
+        return created["LatestVersionArn"]
 
     # -- deployment -----------------------------------------------------------------------------
 
-    def _deployments_of(self, group_id: str, version_id: str) -> list[dict[str, Any]]:
-        found = []
-        for page in self.greengrass.get_paginator("list_deployments").paginate(GroupId=group_id):
-            for deployment in page.get("Deployments", []):
-                match = _GROUP_VERSION_ARN.search(deployment.get("GroupArn", ""))
-                if (
-                    match
-                    and match["group"] == group_id
-                    and match["version"] == version_id
-                    and deployment.get("DeploymentType") in ("NewDeployment", "Redeployment")
-                ):
-                    found.append(deployment)
-        return sorted(found, key=lambda deployment: str(deployment.get("CreatedAt", "")), reverse=True)
+    def _newest_deployment(self, group_id: str) -> dict[str, Any] | None:
+        """The group's most recent deployment of any kind: what the device runs, or is moving to."""
+        deployments = [
+            deployment
+            for page in self.greengrass.get_paginator("list_deployments").paginate(GroupId=group_id)
+            for deployment in page.get("Deployments", [])
+        ]
+        return max(deployments, key=lambda deployment: str(deployment.get("CreatedAt", "")), default=None)
 
     def deploy(self, request: DeploymentRequest) -> DeploymentHandle:
         """New group version (core kept) with the function, model and subscription; then deploy it."""
-        bucket, _ = split_s3_uri(check_model_archive(request.model_s3_uri), "model_s3_uri")
+        bucket, _ = split_s3_uri(request.model_s3_uri, "model_s3_uri")
         if not bucket.startswith(MODEL_BUCKET_PREFIX):
             raise ValueError(
                 f"model bucket {bucket!r} must begin with {MODEL_BUCKET_PREFIX!r}: the DeepLens's Greengrass "
                 "group role can only read such buckets (seed step 2)"
             )
-        if request.settings.thing_name != request.thing_name:
-            request = replace(request, settings=replace(request.settings, thing_name=request.thing_name))
         group = self.find_group(request.thing_name)
         logger.info("Device %s is the core of group %s (%s)", request.thing_name, group.name, group.group_id)
         version_id, version_arn = self._group_version(group, request)
@@ -397,25 +367,20 @@ class GreengrassV1Deployer:
     def _group_version(self, group: DeviceGroup, request: DeploymentRequest) -> tuple[str, str]:
         """``(id, ARN)`` of a group version holding ``request``: the latest one if it already does."""
         base = group.definition
-        wanted = {
-            "FunctionDefinitionVersionArn": self._ensure_definition(
-                "functions",
-                function_definition(request, self.access),
-                base.get("FunctionDefinitionVersionArn"),
-                request.run_token,
-            ),
-            "ResourceDefinitionVersionArn": self._ensure_definition(
+        desired = {
+            "FunctionDefinitionVersionArn": ("functions", function_definition(request, self.access)),
+            "ResourceDefinitionVersionArn": (
                 "resources",
                 resource_definition(request.model_s3_uri, self.access),
-                base.get("ResourceDefinitionVersionArn"),
-                request.run_token,
             ),
-            "SubscriptionDefinitionVersionArn": self._ensure_definition(
+            "SubscriptionDefinitionVersionArn": (
                 "subscriptions",
                 subscription_definition(request.lambda_version_arn, infer_topic(request.thing_name)),
-                base.get("SubscriptionDefinitionVersionArn"),
-                request.run_token,
             ),
+        }
+        wanted = {
+            key: self._ensure_definition(kind, content, base.get(key), request.run_token)
+            for key, (kind, content) in desired.items()
         }
         wanted.update({key: base[key] for key in KEPT_DEFINITIONS if base.get(key)})
         if all(base.get(key) == value for key, value in wanted.items()):
@@ -423,7 +388,7 @@ class GreengrassV1Deployer:
             return group.version_id, group.version_arn
         created = self.greengrass.create_group_version(
             GroupId=group.group_id,
-            AmznClientToken=idempotency_token(request.run_token, "group-version", wanted),
+            AmznClientToken=idempotency_token(request.run_token, "group-version", [group.version_id, wanted]),
             **wanted,
         )
         logger.info(
@@ -436,26 +401,26 @@ class GreengrassV1Deployer:
     def _start_or_reattach(
         self, group: DeviceGroup, version_id: str, request: DeploymentRequest, details: dict[str, Any]
     ) -> DeploymentHandle:
-        """Re-attach to a deployment of this group version that has not failed, else start one."""
-        failed: list[str] = []
-        for existing in self._deployments_of(group.group_id, version_id):
-            handle = DeploymentHandle(
-                METHOD,
-                existing["DeploymentId"],
-                request.thing_name,
-                group.group_id,
-                {**details, "deployment_arn": existing.get("DeploymentArn"), "reattached": True},
-            )
-            status = self.status(handle)
-            if status.state != FAILURE:
-                logger.info("Re-attaching to deployment %s (%s)", handle.deployment_id, status.describe())
-                return handle
-            failed.append(handle.deployment_id)
+        """Re-attach to the group's newest deployment if it deploys this version and has not failed.
+
+        Otherwise start one. An older deployment of this version does not count: the device has
+        moved on since, and the new deployment's token names the newest one so it is not replayed.
+        """
+        newest = self._newest_deployment(group.group_id)
+        if newest:
+            match = _GROUP_VERSION_ARN.search(newest.get("GroupArn", ""))
+            if match and (match["group"], match["version"]) == (group.group_id, version_id):
+                handle = _handle(request, group, newest, {**details, "reattached": True})
+                status = self.status(handle)
+                if status.state != FAILURE:
+                    logger.info("Re-attaching to deployment %s (%s)", handle.deployment_id, status.describe())
+                    return handle
+        replaced = newest.get("DeploymentId") if newest else None
         deployment = self.greengrass.create_deployment(
             GroupId=group.group_id,
             GroupVersionId=version_id,
             DeploymentType="NewDeployment",
-            AmznClientToken=idempotency_token(request.run_token, "deployment", [version_id, failed]),
+            AmznClientToken=idempotency_token(request.run_token, "deployment", [version_id, replaced]),
         )
         logger.info(
             "Started deployment %s of group %s version %s",
@@ -463,13 +428,7 @@ class GreengrassV1Deployer:
             group.group_id,
             version_id,
         )
-        return DeploymentHandle(
-            METHOD,
-            deployment["DeploymentId"],
-            request.thing_name,
-            group.group_id,
-            {**details, "deployment_arn": deployment.get("DeploymentArn"), "reattached": False},
-        )
+        return _handle(request, group, deployment, {**details, "reattached": False})
 
     def status(self, handle: DeploymentHandle) -> DeploymentStatus:
         """``GetDeploymentStatus``, with the device's ErrorMessage and ErrorDetails on failure."""
@@ -488,3 +447,16 @@ class GreengrassV1Deployer:
             error_details=tuple(found.get("ErrorDetails") or ()),
             raw_status=raw,
         )
+
+
+def _handle(
+    request: DeploymentRequest, group: DeviceGroup, deployment: dict[str, Any], details: dict[str, Any]
+) -> DeploymentHandle:
+    """The handle of ``deployment`` (a CreateDeployment answer or a ListDeployments entry)."""
+    return DeploymentHandle(
+        METHOD,
+        deployment["DeploymentId"],
+        request.thing_name,
+        group.group_id,
+        {**details, "deployment_arn": deployment.get("DeploymentArn")},
+    )

@@ -8,8 +8,9 @@ through the nucleus IPC (the function falls back to it when ``greengrasssdk`` is
 recipe grants ``PublishToIoTCore`` on the function's topic and installs ``awsiotsdk``.
 
 The component version is derived from the recipe's content: the same model, function and
-settings give the same version, so a retry finds its version already created and the
-deployment (with a ``clientToken``) is not duplicated.
+settings give the same version, so a retry finds its version already created. A retry also
+re-attaches to the device's current deployment when it deploys that version and has not failed
+(``clientToken`` alone would not do: Greengrass V2 remembers it for 8 hours only).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import json
 import logging
 import posixpath
 import re
-from dataclasses import replace
 from typing import Any
 
 from deeplens_pipeline.deploy.base import (
+    DEVICE_ARTIFACTS_DIR,
     FAILURE,
     IN_PROGRESS,
     SUCCESS,
@@ -37,7 +38,6 @@ from deeplens_pipeline.deploy.inference_settings import infer_topic
 logger = logging.getLogger(__name__)
 
 METHOD = "greengrass-v2"
-MODEL_DESTINATION = "/opt/awscam/artifacts"
 DEFAULT_COMPONENT_PREFIX = "com.deeplens.inference"
 AWSIOTSDK_REQUIREMENT = "awsiotsdk>=1.11,<2"
 _COMPONENT_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,128}$")
@@ -84,17 +84,18 @@ def component_recipe(request: DeploymentRequest, name: str, version: str = "0.0.
     if not request.function_s3_uri.endswith(".zip"):
         raise ValueError(f"function_s3_uri {request.function_s3_uri!r} must be the function's .zip package")
     topic = infer_topic(request.thing_name)
+    settings = request.device_settings
     model_file = _artifact_file(request.model_s3_uri)
     if model_file.endswith(".zip"):
-        unpack_model = f"unzip -o {{artifacts:path}}/{model_file} -d {MODEL_DESTINATION}"
+        unpack_model = f"unzip -o {{artifacts:path}}/{model_file} -d {DEVICE_ARTIFACTS_DIR}"
     else:
-        unpack_model = f"tar -xzf {{artifacts:path}}/{model_file} -C {MODEL_DESTINATION}"
+        unpack_model = f"tar -xzf {{artifacts:path}}/{model_file} -C {DEVICE_ARTIFACTS_DIR}"
     return {
         "RecipeFormatVersion": "2020-01-25",
         "ComponentName": name,
         "ComponentVersion": version,
         "ComponentDescription": (
-            f"DeepLens object detection: model {request.settings.model_name}, "
+            f"DeepLens object detection: model {settings.model_name}, "
             f"function {request.function_name}:{request.function_version}"
         ),
         "ComponentPublisher": "deeplens-object-detection pipeline",
@@ -115,10 +116,10 @@ def component_recipe(request: DeploymentRequest, name: str, version: str = "0.0.
             {
                 "Platform": {"os": "linux"},
                 "Lifecycle": {
-                    "Setenv": request.settings.environment(),
+                    "Setenv": settings.environment(),
                     "Install": {
                         "Script": (
-                            f"mkdir -p {MODEL_DESTINATION} && {unpack_model} && "
+                            f"mkdir -p {DEVICE_ARTIFACTS_DIR} && {unpack_model} && "
                             f"python3 -m pip install --user '{AWSIOTSDK_REQUIREMENT}'"
                         ),
                         "RequiresPrivilege": True,
@@ -171,11 +172,13 @@ class GreengrassV2Deployer:
         return arn
 
     def build_requests(
-        self, request: DeploymentRequest, target_arn: str
+        self, request: DeploymentRequest, target_arn: str, replacing: str | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The CreateComponentVersion and CreateDeployment requests for ``request``."""
-        if request.settings.thing_name != request.thing_name:
-            request = replace(request, settings=replace(request.settings, thing_name=request.thing_name))
+        """The CreateComponentVersion and CreateDeployment requests for ``request``.
+
+        ``replacing`` (the target's current deployment id) is part of the deployment's client
+        token, so a deployment made over another one is never answered with an older one.
+        """
         name = component_name(request.function_name, self.component_prefix)
         recipe = component_recipe(request, name)
         version = content_version(recipe)
@@ -183,7 +186,7 @@ class GreengrassV2Deployer:
         inline = json.dumps(recipe, sort_keys=True).encode("utf-8")
         create_component = {
             "inlineRecipe": inline,
-            "clientToken": idempotency_token(request.run_token, "component", [name, version])[:64],
+            "clientToken": idempotency_token(request.run_token, "component", [name, version]),
         }
         create_deployment = {
             "targetArn": target_arn,
@@ -193,17 +196,36 @@ class GreengrassV2Deployer:
                 "failureHandlingPolicy": "ROLLBACK",
                 "componentUpdatePolicy": {"timeoutInSeconds": 60, "action": "NOTIFY_COMPONENTS"},
             },
-            "clientToken": idempotency_token(request.run_token, "deployment", [target_arn, name, version])[
-                :64
-            ],
+            "clientToken": idempotency_token(
+                request.run_token, "deployment", [target_arn, name, version, replacing]
+            ),
         }
         return create_component, create_deployment
 
+    def current_deployment(self, target_arn: str) -> dict[str, Any] | None:
+        """The target's latest deployment revision (GetDeployment: status and components), or None."""
+        listed = self.client.list_deployments(targetArn=target_arn, historyFilter="LATEST_ONLY")
+        latest = next((d for d in listed.get("deployments", []) if d.get("isLatestForTarget")), None)
+        return self.client.get_deployment(deploymentId=latest["deploymentId"]) if latest else None
+
     def deploy(self, request: DeploymentRequest) -> DeploymentHandle:
-        """Create the component version (if new), then a deployment of it to the device."""
+        """Re-attach to the device's deployment of this component version, else create both.
+
+        The component version is created if new, then a deployment of it to the device.
+        """
         target_arn = self.thing_arn(request.thing_name)
-        create_component, create_deployment = self.build_requests(request, target_arn)
+        current = self.current_deployment(target_arn)
+        create_component, create_deployment = self.build_requests(
+            request, target_arn, current["deploymentId"] if current else None
+        )
         ((name, spec),) = create_deployment["components"].items()
+        details = {"component": name, "component_version": spec["componentVersion"], "target_arn": target_arn}
+        if current and _component_versions(current) == {name: spec["componentVersion"]}:
+            handle = DeploymentHandle(METHOD, current["deploymentId"], request.thing_name, None, details)
+            status = self.status(handle)
+            if status.state != FAILURE:
+                logger.info("Re-attaching to deployment %s (%s)", handle.deployment_id, status.describe())
+                return handle
         try:
             created = self.client.create_component_version(**create_component)
             logger.info("Created component %s %s (%s)", name, spec["componentVersion"], created.get("status"))
@@ -213,13 +235,7 @@ class GreengrassV2Deployer:
             )
         started = self.client.create_deployment(**create_deployment)
         logger.info("Started Greengrass V2 deployment %s to %s", started["deploymentId"], target_arn)
-        return DeploymentHandle(
-            METHOD,
-            started["deploymentId"],
-            request.thing_name,
-            None,
-            {"component": name, "component_version": spec["componentVersion"], "target_arn": target_arn},
-        )
+        return DeploymentHandle(METHOD, started["deploymentId"], request.thing_name, None, details)
 
     def status(self, handle: DeploymentHandle) -> DeploymentStatus:
         """The device's execution status of the deployment (ListEffectiveDeployments), else the job's."""
@@ -247,3 +263,11 @@ class GreengrassV2Deployer:
         if raw in ("FAILED", "CANCELED"):
             return DeploymentStatus(FAILURE, f"deployment {handle.deployment_id} is {raw}", raw_status=raw)
         return DeploymentStatus(IN_PROGRESS, raw_status=raw)
+
+
+def _component_versions(deployment: dict[str, Any]) -> dict[str, str | None]:
+    """``{component: version}`` of a GetDeployment answer."""
+    return {
+        name: (spec or {}).get("componentVersion")
+        for name, spec in (deployment.get("components") or {}).items()
+    }

@@ -115,7 +115,7 @@ class InferenceSettings:
                 f"model_name {self.model_name!r} must be a file prefix in /opt/awscam/artifacts "
                 "(letters, digits, '_', '.', '-'), e.g. 'deploy_model_algo_1'"
             )
-        object.__setattr__(self, "labels", parse_labels(list(self.labels)))
+        object.__setattr__(self, "labels", parse_labels(self.labels))
         object.__setattr__(self, "image_shape", parse_image_shape(self.image_shape))
         object.__setattr__(self, "threshold", parse_threshold(self.threshold))
         if self.thing_name is not None:

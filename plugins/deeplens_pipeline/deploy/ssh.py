@@ -28,11 +28,12 @@ import subprocess
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from deeplens_pipeline.deploy.base import (
+    DEVICE_ARTIFACTS_DIR,
     FAILURE,
     SUCCESS,
     DeploymentHandle,
@@ -44,7 +45,6 @@ from deeplens_pipeline.deploy.base import (
 logger = logging.getLogger(__name__)
 
 METHOD = "ssh"
-DEFAULT_ARTIFACTS_DIR = "/opt/awscam/artifacts"
 DEFAULT_FUNCTION_DIR = "/opt/deeplens-pipeline/function"
 DEFAULT_RESTART_COMMAND = "sudo -n systemctl restart greengrassd"
 CONFIG_FILE_NAME = "deeplens_config.json"
@@ -137,7 +137,7 @@ class SshStep:
 class RemoteLayout:
     """Where things go on the device."""
 
-    artifacts_dir: str = DEFAULT_ARTIFACTS_DIR
+    artifacts_dir: str = DEVICE_ARTIFACTS_DIR
     function_dir: str = DEFAULT_FUNCTION_DIR
     restart_command: str = DEFAULT_RESTART_COMMAND
     use_sudo: bool = True
@@ -199,10 +199,10 @@ def verification_command(target: SshTarget, layout: RemoteLayout, model_name: st
 def unpack_function(package: bytes, folder: Path, config: dict[str, Any]) -> Path:
     """Unpack the function's zip into ``folder`` and add its settings as ``deeplens_config.json``."""
     folder.mkdir(parents=True, exist_ok=True)
+    root = folder.resolve()
     with zipfile.ZipFile(io.BytesIO(package)) as archive:
         for member in archive.namelist():
-            target = (folder / member).resolve()
-            if not str(target).startswith(str(folder.resolve())):
+            if not (root / member).resolve().is_relative_to(root):
                 raise ValueError(f"function package entry {member!r} would escape {folder}")
         archive.extractall(folder)
     if not (folder / ENTRY_MODULE).is_file():
@@ -270,7 +270,9 @@ class SshDeployer:
                 )
             logger.info("Downloading %s", request.model_s3_uri)
             self.s3_client.download_file(bucket, key, local_model)
-            unpack_function(request.function_package, Path(local_function), request.settings.config_file())
+            unpack_function(
+                request.function_package, Path(local_function), request.device_settings.config_file()
+            )
             for step in plan:
                 self._run(step)
         return DeploymentHandle(METHOD, f"ssh-{request.run_token}", request.thing_name, None, details)
@@ -279,11 +281,10 @@ class SshDeployer:
         """Checks on the device that the function and the model's graph are in place."""
         if handle.details.get("dry_run"):
             raise ValueError("a dry run deploys nothing: there is no status to check")
-        layout = RemoteLayout(
+        layout = replace(
+            self.layout,
             artifacts_dir=handle.details.get("artifacts_dir", self.layout.artifacts_dir),
             function_dir=handle.details.get("function_dir", self.layout.function_dir),
-            restart_command=self.layout.restart_command,
-            use_sudo=self.layout.use_sudo,
         )
         argv = verification_command(self.target, layout, handle.details["model_name"])
         result = self.runner(argv)

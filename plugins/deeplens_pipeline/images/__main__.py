@@ -11,7 +11,6 @@ stage failed (nothing usable, too many rejects, uploads failing), 2 bad argument
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import sys
@@ -19,15 +18,16 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from deeplens_pipeline.images.boxes import LabelsError, match_manifest, parse_manifest
-from deeplens_pipeline.images.collect import ImagesUnusable, finish
-from deeplens_pipeline.images.decode import REJECT_KINDS, DecodeLimits
+from deeplens_pipeline.images.boxes import match_manifest, parse_manifest
+from deeplens_pipeline.images.collect import ImagesUnusable, finish, rejects_csv, worst_rejects
 from deeplens_pipeline.images.ledger import DEFAULT_LEDGER_KEY
 from deeplens_pipeline.images.naming import output_names
+from deeplens_pipeline.images.plan import plan_shards
 from deeplens_pipeline.images.preprocess import PreprocessOptions
 from deeplens_pipeline.images.progress import ProgressCallback, ProgressLog
-from deeplens_pipeline.images.shard import ShardFailed, ShardSettings, plan_shards, preprocess_many, run_shard
-from deeplens_pipeline.images.sources import list_source, parse_source
+from deeplens_pipeline.images.rejects import DecodeLimits
+from deeplens_pipeline.images.shard import ShardFailed, ShardSettings, preprocess_many, run_shard
+from deeplens_pipeline.images.sources import list_source, parse_source, read_text
 
 log = logging.getLogger("deeplens_pipeline.images")
 
@@ -130,14 +130,6 @@ def s3_client(args: argparse.Namespace, max_pool: int) -> Any:
     return session.client("s3", endpoint_url=args.endpoint_url, config=config)
 
 
-def read_text(uri: str, client: Any) -> str:
-    """A text file from a path or an s3 URI."""
-    if uri.startswith("s3://"):
-        bucket, _, key = uri[5:].partition("/")
-        return client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-    return Path(uri).read_text(encoding="utf-8")
-
-
 def run_to_s3(
     args: argparse.Namespace, options: PreprocessOptions, progress: ProgressCallback
 ) -> dict[str, Any]:
@@ -200,11 +192,11 @@ def run_to_folder(
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(i.source, str(root.local_path(i.source)), str(out / names[i.source])) for i in listing.items]
     outcomes = preprocess_many(jobs, options, args.processes, progress)
-    rank = {k: n for n, k in enumerate(REJECT_KINDS)}
-    rejected = sorted(
-        ((s, o) for s, o in outcomes.items() if o["status"] != "ok"),
-        key=lambda so: (rank[so[1]["kind"]], so[0]),
-    )
+    rejected = [
+        {"file": source, "kind": o["kind"], "reason": o["reason"]}
+        for source, o in outcomes.items()
+        if o["status"] != "ok"
+    ]
     with (out / "transforms.jsonl").open("w") as fh:
         for source in sorted(outcomes):
             o = outcomes[source]
@@ -212,14 +204,10 @@ def run_to_folder(
                 fh.write(
                     json.dumps({"file": names[source], "source": source, "transform": o["transform"]}) + "\n"
                 )
-    with (out / "rejects.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["file", "reason"])
-        writer.writerows((s, o["reason"]) for s, o in rejected)
-    ok = len(outcomes) - len(rejected)
+    (out / "rejects.csv").write_text(rejects_csv(worst_rejects(rejected, limit=len(rejected))))
     return {
         "out_dir": str(out),
-        "images": ok,
+        "images": len(outcomes) - len(rejected),
         "rejected": len(rejected),
         "rejects_report": str(out / "rejects.csv"),
     }
@@ -243,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = (
                 run_to_folder(args, options, progress) if args.out_dir else run_to_s3(args, options, progress)
             )
-    except (ValueError, LabelsError) as exc:
+    except (ValueError, OSError) as exc:  # LabelsError is a ValueError; OSError: e.g. no such --manifest
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (ImagesUnusable, ShardFailed) as exc:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from deeplens_pipeline.images.geometry import SWAPS_AXES, Transform, orient_point
+from deeplens_pipeline.images.geometry import Transform, orient_point, oriented_size
 
 MAX_VOC_BYTES = 1 << 20
 GT_TYPE = "groundtruth/object-detection"
@@ -223,7 +223,7 @@ def _to_oriented(
 ) -> tuple[list[tuple[float, float, float, float, Box]], list[str]]:
     """Boxes as oriented-frame corner tuples ``(x0, y0, x1, y1, box)``."""
     notes: list[str] = []
-    raw_w, raw_h = (t.h, t.w) if t.orientation in SWAPS_AXES else (t.w, t.h)
+    raw_w, raw_h = oriented_size(t.w, t.h, t.orientation)  # the swap is its own inverse
     frame, sx, sy = "oriented", 1.0, 1.0
     if labels.image_size is not None and labels.image_size != (t.w, t.h):
         iw, ih = labels.image_size

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,10 +14,10 @@ from deeplens_pipeline.images.boxes import Box, class_ids, manifest_line
 from deeplens_pipeline.images.naming import normalise_prefix
 from deeplens_pipeline.images.rejects import REJECT_KINDS
 from deeplens_pipeline.images.store import list_objects, put_text_if_changed
+from deeplens_pipeline.layout import BucketLayout, run_segment
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PRELABELLED_KEY = "manifests/prelabelled.manifest"
 DEFAULT_REPORTS_PREFIX = "reports/"
 WORST_SHOWN = 10
 
@@ -144,11 +143,6 @@ def prelabelled_manifest(
     return "".join(line + "\n" for line in lines), notes
 
 
-def run_name(run_id: str) -> str:
-    """A run id made safe as one S3 key segment."""
-    return re.sub(r"[^A-Za-z0-9._=-]+", "_", run_id).strip("_") or "run"
-
-
 def finish(
     results: Iterable[dict[str, Any]],
     *,
@@ -160,7 +154,7 @@ def finish(
     max_reject_share: float = 0.2,
     labels: list[str] | None = None,
     label_attribute: str = "bounding-box",
-    prelabelled_key: str | None = DEFAULT_PRELABELLED_KEY,
+    prelabelled_key: str | None = BucketLayout.prelabelled_key,
     reports_prefix: str = DEFAULT_REPORTS_PREFIX,
     ledger_key: str | None = ledger_mod.DEFAULT_LEDGER_KEY,
 ) -> dict[str, Any]:
@@ -184,7 +178,7 @@ def finish(
 
     report_uri = None
     if merged.rejected:
-        report_key = f"{normalise_prefix(reports_prefix)}{run_name(run_id)}/rejects.csv"
+        report_key = f"{normalise_prefix(reports_prefix)}{run_segment(run_id)}/rejects.csv"
         client.put_object(
             Bucket=bucket, Key=report_key, Body=rejects_csv(merged.rejected).encode(), ContentType="text/csv"
         )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from deeplens_pipeline.images.geometry import SWAPS_AXES, oriented_size
+from deeplens_pipeline.images.geometry import oriented_size
 from deeplens_pipeline.images.rejects import REJECT_KINDS, DecodeLimits, ImageRejected
 
 ORIENTATION_TAG = 0x0112
@@ -275,7 +275,6 @@ def _icc_to_srgb(im: Image.Image, icc: bytes, notes: list[str]) -> Image.Image |
 __all__ = [
     "REJECT_KINDS",
     "SUPPORTED_MODES",
-    "SWAPS_AXES",
     "DecodeLimits",
     "Decoded",
     "ImageRejected",

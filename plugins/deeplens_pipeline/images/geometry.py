@@ -97,17 +97,7 @@ class Transform:
 
     def to_metadata(self) -> str:
         """Compact JSON for the ``deeplens-transform`` S3 metadata value."""
-        d = asdict(self)
-        out = {
-            "w": d["w"],
-            "h": d["h"],
-            "orientation": d["orientation"],
-            "scale": d["scale"],
-            "dx": d["dx"],
-            "dy": d["dy"],
-            "size": d["size"],
-        }
-        return json.dumps(out, separators=(",", ":"))
+        return json.dumps(asdict(self), separators=(",", ":"))  # fields in w, h, orientation, ... order
 
     @classmethod
     def from_metadata(cls, text: str) -> Transform:
@@ -146,8 +136,3 @@ def plan_square(w: int, h: int, size: int, mode: SquareMode = "letterbox", orien
     else:
         raise ValueError(f"square mode must be one of {SQUARE_MODES}, got {mode!r}")
     return Transform(w=w, h=h, orientation=orientation, scale=scale, dx=dx, dy=dy, size=size)
-
-
-def is_finite_box(box: tuple[float, float, float, float]) -> bool:
-    """True when every coordinate is a finite number."""
-    return all(math.isfinite(v) for v in box)

@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from deeplens_pipeline.images.store import put_text_if_changed
+from deeplens_pipeline.images.store import put_text_if_changed, read_object
 
 DEFAULT_LEDGER_KEY = "state/images-ledger.json"
 VERSION = 1
@@ -26,12 +24,9 @@ VERSION = 1
 
 def load(client: Any, bucket: str, key: str) -> dict[str, dict[str, Any]]:
     """``{source: entry}`` from S3; empty when the ledger does not exist or is not ours."""
-    try:
-        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code", "")) in {"404", "NoSuchKey", "NotFound"}:
-            return {}
-        raise
+    body = read_object(client, bucket, key)
+    if body is None:
+        return {}
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -46,26 +41,16 @@ def entries_from(
     rejected: list[dict[str, Any]], duplicates: list[dict[str, Any]], fingerprint: str
 ) -> dict[str, dict[str, Any]]:
     """Ledger entries for a run's rejects and duplicates (those whose checksum is known)."""
-    entries: dict[str, dict[str, Any]] = {}
-    for r in rejected:
-        if r.get("sha256"):
-            entries[r["file"]] = {
-                "status": "rejected",
-                "kind": r["kind"],
-                "reason": r["reason"],
-                "sha256": r["sha256"],
-                "etag": r.get("etag"),
-                "params": fingerprint,
-            }
-    for d in duplicates:
-        if d.get("sha256"):
-            entries[d["source"]] = {
-                "status": "duplicate",
-                "duplicate_of": d["duplicate_of"],
-                "sha256": d["sha256"],
-                "etag": d.get("etag"),
-                "params": fingerprint,
-            }
+
+    def entry(record: dict[str, Any], status: str, *fields: str) -> dict[str, Any]:
+        return {"status": status, **{f: record[f] for f in fields}} | {
+            "sha256": record["sha256"],
+            "etag": record.get("etag"),
+            "params": fingerprint,
+        }
+
+    entries = {r["file"]: entry(r, "rejected", "kind", "reason") for r in rejected if r.get("sha256")}
+    entries |= {d["source"]: entry(d, "duplicate", "duplicate_of") for d in duplicates if d.get("sha256")}
     return entries
 
 

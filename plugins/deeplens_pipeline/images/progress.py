@@ -46,14 +46,3 @@ class ProgressLog:
         else:
             tail = "starting"
         self.log.info("%s: %d/%d (%.0f%%) %.1f/s, %s", stage, done, total, pct, rate, tail)
-
-
-def fan_out(*callbacks: ProgressCallback | None) -> ProgressCallback:
-    """One callback calling several (None entries skipped)."""
-    live = [c for c in callbacks if c is not None]
-
-    def call(stage: str, done: int, total: int) -> None:
-        for callback in live:
-            callback(stage, done, total)
-
-    return call

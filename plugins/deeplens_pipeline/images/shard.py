@@ -15,8 +15,9 @@ import os
 import sys
 import tempfile
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -95,39 +96,87 @@ def preprocess_many(
 ) -> dict[str, dict[str, Any]]:
     """Run :func:`preprocess_file` over ``(name, source path, output path)`` jobs; ``{name: outcome}``.
 
-    More than one process uses a ``spawn`` pool (safe inside a threaded Airflow task); a worker
-    that dies (a decoder crash) turns its file into an ``unreadable`` reject, never a failed batch.
+    More than one process uses a ``spawn`` pool (safe inside a threaded Airflow task). A worker that
+    dies (a decoder crash) breaks the whole pool and every unfinished job with it, so those jobs are
+    run again one at a time in a single-worker pool: only the file that kills its worker there
+    becomes an ``unreadable`` reject, never the batch or its neighbours.
     """
     processes = min(processes or available_cpus(), max(1, len(jobs)))
     outcomes: dict[str, dict[str, Any]] = {}
     total = len(jobs)
+
+    def record(name: str, outcome: dict[str, Any]) -> None:
+        outcomes[name] = outcome
+        if progress:
+            progress("preprocess", len(outcomes), total)
+
     if progress and total:
         progress("preprocess", 0, total)
     if processes <= 1:
         for name, src, out in jobs:
-            outcomes[name] = preprocess_file(src, out, options)
-            if progress:
-                progress("preprocess", len(outcomes), total)
+            record(name, preprocess_file(src, out, options))
         return outcomes
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=processes, mp_context=context, initializer=init_worker, initargs=(options.to_dict(),)
-    ) as pool:
+    lost = []
+    with _spawn_pool(processes, options) as pool:
         with _plain_main():  # workers start during submit(); none is started later
-            futures = {pool.submit(work, (src, out)): name for name, src, out in jobs}
+            futures = {pool.submit(work, (src, out)): (name, src, out) for name, src, out in jobs}
         for future in as_completed(futures):
-            name = futures[future]
             try:
-                outcomes[name] = future.result()
-            except Exception as exc:  # BrokenProcessPool: a decoder crashed the worker
-                outcomes[name] = {
+                record(futures[future][0], future.result())
+            except BrokenProcessPool:
+                lost.append(futures[future])
+    _isolate(sorted(lost), options, record)
+    return outcomes
+
+
+def _spawn_pool(processes: int, options: PreprocessOptions) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        max_workers=processes,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=init_worker,
+        initargs=(options.to_dict(),),
+    )
+
+
+def _isolate(
+    jobs: list[tuple[str, str, str]],
+    options: PreprocessOptions,
+    record: Callable[[str, dict[str, Any]], None],
+) -> None:
+    """Run jobs one by one in a single-worker pool, replaced whenever a job kills its worker.
+
+    When the first two jobs both kill their worker, the workers themselves cannot run (an import or
+    start-up failure, not two bad files): RuntimeError, rather than rejecting every file for it.
+    """
+    pool: ProcessPoolExecutor | None = None
+    survived = died = 0
+    try:
+        for name, src, out in jobs:
+            if pool is None:
+                pool = _spawn_pool(1, options)
+            with _plain_main():
+                future = pool.submit(work, (src, out))
+            try:
+                outcome = future.result()
+                survived += 1
+            except BrokenProcessPool as exc:
+                pool.shutdown()
+                pool = None
+                died += 1
+                if died == 2 and not survived:
+                    raise RuntimeError(
+                        "decoder worker processes die before finishing any file (see the worker's "
+                        "error above); no file was rejected for it"
+                    ) from exc
+                outcome = {
                     "status": "rejected",
                     "kind": "unreadable",
                     "reason": f"unreadable: the decoder process died ({type(exc).__name__})",
                 }
-            if progress:
-                progress("preprocess", len(outcomes), total)
-    return outcomes
+            record(name, outcome)
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
 
 @contextmanager
@@ -145,12 +194,6 @@ def _plain_main() -> Iterator[None]:
     finally:
         if main is not None:
             sys.modules["__main__"] = main
-
-
-@contextmanager
-def _workdir(parent: str | os.PathLike[str] | None) -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="deeplens-shard-", dir=parent) as tmp:
-        yield Path(tmp)
 
 
 def _reject(item: dict[str, Any], kind: str, reason: str, sha256: str | None = None) -> dict[str, Any]:
@@ -227,9 +270,10 @@ def run_shard(
     prefix = spec.get("input_prefix") or common_prefix([i["key"] for i in items])
     existing = _existing_outputs(items, ledger, client, bucket, prefix, settings.upload_concurrency)
 
-    with _workdir(workdir) as tmp:
+    with tempfile.TemporaryDirectory(prefix="deeplens-shard-", dir=workdir) as tmpdir:
+        tmp = Path(tmpdir)
         paths, sha = _fetch_and_hash(
-            items, root, client, existing, ledger, fingerprint, tmp, settings, result
+            items, root, client, existing, ledger, fingerprint, tmp, settings.upload_concurrency, result
         )
         by_source = {i["source"]: i for i in items}
         keep: dict[str, dict[str, Any]] = {}  # source -> image record
@@ -442,7 +486,7 @@ def _fetch_and_hash(
     ledger: dict[str, dict[str, Any]],
     fingerprint: str,
     tmp: Path,
-    settings: ShardSettings,
+    concurrency: int,
     result: dict[str, Any],
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """Local paths and SHA-256 of every readable item; S3 objects whose ETag proves them unchanged
@@ -472,11 +516,7 @@ def _fetch_and_hash(
             paths[source] = path
         else:
             paths[source] = root.local_path(source)
-    errors = (
-        download_files(client, root.bucket, downloads, max_concurrency=settings.upload_concurrency)
-        if (downloads)
-        else {}
-    )
+    errors = download_files(client, root.bucket, downloads, max_concurrency=concurrency)
     by_source = {i["source"]: i for i in items}
     for source, path in paths.items():
         if source in errors:

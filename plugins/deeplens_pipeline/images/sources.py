@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from deeplens_pipeline.layout import split_s3_uri
+
 #: Extensions a photo may carry beyond what Pillow registers (pillow-heif, phones).
 EXTRA_IMAGE_EXTENSIONS = frozenset({".heic", ".heif", ".hif", ".avif"})
 #: Pascal VOC annotation beside an image: same stem, this extension.
@@ -134,3 +136,13 @@ def list_source(root: SourceRoot, client: Any | None = None) -> Listing:
             raise ValueError(f"listing {root.uri} needs an S3 client")
         return list_s3(client, root)
     return list_local(root)
+
+
+def read_text(uri: str, client: Any | None = None) -> str:
+    """A small UTF-8 text file (a manifest) from a local path or, with an S3 client, ``s3://bucket/key``."""
+    if uri.startswith("s3://"):
+        if client is None:
+            raise ValueError(f"reading {uri} needs an S3 client")
+        bucket, key = split_s3_uri(uri)
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    return Path(uri).read_text(encoding="utf-8")

@@ -67,6 +67,21 @@ def output_metadata(*, source: str, sha256: str, transform: str, params: str, pi
     }
 
 
+def is_not_found(exc: ClientError) -> bool:
+    """True when S3 answered that the object does not exist (GET says NoSuchKey, HEAD says 404)."""
+    return str(exc.response.get("Error", {}).get("Code", "")) in {"404", "NoSuchKey", "NotFound"}
+
+
+def read_object(client: Any, bucket: str, key: str) -> bytes | None:
+    """The bytes of ``s3://bucket/key``, or None when there is no such object."""
+    try:
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+
+
 def head_metadata(
     client: Any, bucket: str, keys: Iterable[str], max_concurrency: int = 10
 ) -> dict[str, dict[str, str] | None]:
@@ -76,8 +91,7 @@ def head_metadata(
         try:
             response = client.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in {"404", "NoSuchKey", "NotFound"}:
+            if is_not_found(exc):
                 return key, None
             raise
         return key, {k.lower(): v for k, v in response.get("Metadata", {}).items()}
@@ -229,13 +243,7 @@ def put_text_if_changed(
 ) -> bool:
     """Write a small text object unless S3 already holds exactly these bytes; True when written."""
     body = text.encode("utf-8")
-    try:
-        current = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code", "")) not in {"404", "NoSuchKey", "NotFound"}:
-            raise
-        current = None
-    if current == body:
+    if read_object(client, bucket, key) == body:
         return False
     client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
     return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,20 @@ from deeplens_pipeline.lambda_package import (
 from deeplens_pipeline.naming import run_token as make_run_token
 from deeplens_pipeline.operators.base import DEFAULT_CONN_ID
 from deeplens_pipeline.triggers.greengrass import DeviceDeploymentTrigger, aws_client, greengrass_deployer
+
+
+def _inference_settings(
+    operator: PublishInferenceLambdaOperator | DeployToDeviceOperator,
+) -> InferenceSettings:
+    """The inference settings from an operator's rendered arguments (a bad value names itself)."""
+    return InferenceSettings.from_values(
+        model_name=operator.model_name,
+        labels=operator.labels,
+        image_shape=operator.image_shape,
+        threshold=operator.threshold,
+        thing_name=operator.thing_name,
+        resize_mode=operator.resize_mode,
+    )
 
 
 class PublishInferenceLambdaOperator(AwsBaseOperator[LambdaHook]):
@@ -115,14 +130,7 @@ class PublishInferenceLambdaOperator(AwsBaseOperator[LambdaHook]):
         self.lambda_source_dir = lambda_source_dir
 
     def execute(self, context: Any) -> dict[str, str]:
-        settings = InferenceSettings.from_values(
-            model_name=self.model_name,
-            labels=self.labels,
-            image_shape=self.image_shape,
-            threshold=self.threshold,
-            thing_name=self.thing_name,
-            resize_mode=self.resize_mode,
-        )
+        settings = _inference_settings(self)
         spec = FunctionSpec(
             name=self.function_name,
             role_arn=self.role_arn,
@@ -132,8 +140,7 @@ class PublishInferenceLambdaOperator(AwsBaseOperator[LambdaHook]):
             memory_size=int(self.memory_size),
             environment=settings.environment(),
         )
-        package = build_deployment_zip(Path(self.lambda_source_dir) if self.lambda_source_dir else None)
-        published = publish_inference_function(self.hook.conn, spec, package)
+        published = publish_inference_function(self.hook.conn, spec, _package(self.lambda_source_dir))
         self.log.info(
             "%s version %s of %s (CodeSha256 %s)",
             "Published" if published.created else "Reusing",
@@ -263,9 +270,6 @@ class DeployToDeviceOperator(AwsBaseOperator[AwsBaseHook]):
             raise AirflowException("no run_token given and no run_id in the task context to derive one")
         return make_run_token(f"{run_id}|{self.task_id}")
 
-    def _package(self) -> bytes:
-        return build_deployment_zip(Path(self.lambda_source_dir) if self.lambda_source_dir else None)
-
     def build_deployer(self) -> DeviceDeployer:
         """The deployer for ``method``, with clients from this operator's connection."""
         if self.method == "ssh":
@@ -291,42 +295,29 @@ class DeployToDeviceOperator(AwsBaseOperator[AwsBaseHook]):
         """The deployment request from the rendered arguments; bad values fail before any AWS call."""
         if self.method not in METHODS:
             raise AirflowException(f"method {self.method!r} is not one of {list(METHODS)}")
-        settings = InferenceSettings.from_values(
-            model_name=self.model_name,
-            labels=self.labels,
-            image_shape=self.image_shape,
-            threshold=self.threshold,
-            thing_name=self.thing_name,
-            resize_mode=self.resize_mode,
-        )
-        return DeploymentRequest(
+        request = DeploymentRequest(
             thing_name=self.thing_name,
             model_s3_uri=self.model_s3_uri,
             lambda_version_arn=self.lambda_version_arn,
-            settings=settings,
+            settings=_inference_settings(self),
             run_token=self._token(context),
             memory_mb=int(self.memory_mb),
             timeout_s=int(self.timeout_s),
-            function_s3_uri=self._function_s3_uri(),
-            function_package=self._package() if self.method == "ssh" else None,
+            function_s3_uri=self.function_s3_uri or None,
+            function_package=_package(self.lambda_source_dir) if self.method == "ssh" else None,
         )
-
-    def _function_s3_uri(self) -> str | None:
-        """Where the function's zip goes for greengrass-v2: given, or beside the model in its bucket."""
-        if self.function_s3_uri or self.method != "greengrass-v2":
-            return self.function_s3_uri or None
-        bucket, _ = split_s3_uri(self.model_s3_uri, "model_s3_uri")
-        name, _, version = self.lambda_version_arn.partition(":function:")[2].partition(":")
-        if not name or not version:
-            raise AirflowException(
-                f"lambda_version_arn {self.lambda_version_arn!r} names no function version"
-            )
-        return f"s3://{bucket}/deploy/functions/{name}-{version}.zip"
+        if self.method == "greengrass-v2" and not request.function_s3_uri:
+            # beside the model, in the bucket the device can already read
+            bucket, _ = split_s3_uri(request.model_s3_uri, "model_s3_uri")
+            key = f"deploy/functions/{request.function_name}-{request.function_version}.zip"
+            request = replace(request, function_s3_uri=f"s3://{bucket}/{key}")
+        return request
 
     def _upload_function(self, request: DeploymentRequest) -> None:
         """greengrass-v2: put the function's zip where the component recipe points."""
         bucket, key = split_s3_uri(request.function_s3_uri or "", "function_s3_uri")
-        aws_client("s3", **self._connection()).put_object(Bucket=bucket, Key=key, Body=self._package())
+        package = _package(self.lambda_source_dir)
+        aws_client("s3", **self._connection()).put_object(Bucket=bucket, Key=key, Body=package)
         self.log.info("Uploaded the function's package to %s", request.function_s3_uri)
 
     # -- execution ------------------------------------------------------------------------------
@@ -418,3 +409,8 @@ class DeployToDeviceOperator(AwsBaseOperator[AwsBaseHook]):
             )
         self.log.info("Deployment %s to %s: %s", handle.deployment_id, handle.target, status.describe())
         return self._result(handle, status.state)
+
+
+def _package(lambda_source_dir: str | None) -> bytes:
+    """The inference function's deployment zip, from ``lambda_source_dir`` or where it is found."""
+    return build_deployment_zip(Path(lambda_source_dir) if lambda_source_dir else None)

@@ -22,20 +22,16 @@ from airflow.sdk import BaseOperator, TaskGroup, TriggerRule, XComArg
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from botocore.config import Config
 
+from deeplens_pipeline.deploy.inference_settings import parse_labels
 from deeplens_pipeline.images import ledger as ledger_mod
-from deeplens_pipeline.images.boxes import LabelsError, LabelSet, match_manifest, parse_manifest
-from deeplens_pipeline.images.collect import (
-    DEFAULT_PRELABELLED_KEY,
-    DEFAULT_REPORTS_PREFIX,
-    ImagesUnusable,
-    finish,
-)
+from deeplens_pipeline.images.boxes import LabelSet, match_manifest, parse_manifest
+from deeplens_pipeline.images.collect import DEFAULT_REPORTS_PREFIX, ImagesUnusable, finish
 from deeplens_pipeline.images.geometry import IMAGE_SHAPES
 from deeplens_pipeline.images.naming import normalise_prefix
 from deeplens_pipeline.images.plan import plan_shards
 from deeplens_pipeline.images.progress import ProgressLog
 from deeplens_pipeline.images.rejects import DecodeLimits
-from deeplens_pipeline.images.sources import list_source, parse_source
+from deeplens_pipeline.images.sources import list_source, parse_source, read_text
 from deeplens_pipeline.images.store import (
     META_SHA256,
     META_SOURCE,
@@ -43,11 +39,12 @@ from deeplens_pipeline.images.store import (
     head_metadata,
     list_keys,
 )
+from deeplens_pipeline.layout import BucketLayout
+from deeplens_pipeline.operators.base import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from deeplens_pipeline.images.shard import ShardSettings
 
-DEFAULT_CONN_ID = "aws_deeplens"
 BUCKET_PREFIX = "deeplens-"
 
 
@@ -85,27 +82,12 @@ def as_optional_int(name: str, value: Any, minimum: int = 1) -> int | None:
 
 def as_str_list(name: str, value: Any) -> list[str] | None:
     """A list of strings from a list, a JSON/Python list literal or comma-separated text; None if empty."""
-    if value is None:
+    if not value or (isinstance(value, str) and value.strip() in {"", "None", "null", "[]"}):
         return None
-    if isinstance(value, str):
-        text = value.strip()
-        if not text or text in {"None", "null", "[]"}:
-            return None
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError:
-                import ast
-
-                try:
-                    value = ast.literal_eval(text)
-                except (ValueError, SyntaxError) as exc:
-                    raise AirflowFailException(f"{name} is not a list: {text!r}") from exc
-        else:
-            value = [part.strip() for part in text.split(",") if part.strip()]
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise AirflowFailException(f"{name} must be a list of strings, got {value!r}")
-    return list(value) or None
+    try:
+        return list(parse_labels(value))
+    except ValueError as exc:
+        raise AirflowFailException(f"{name} must be a list of strings: {exc}") from exc
 
 
 def as_optional_str(value: Any) -> str | None:
@@ -131,19 +113,11 @@ def s3_client(aws_conn_id: str | None, region_name: str | None = None, max_pool:
     standard-mode retries with backoff and a connection pool sized for ``max_pool`` threads. Settings
     the connection's extra gives (``config_kwargs``) win over these defaults."""
     ours = Config(retries={"mode": "standard", "max_attempts": 8}, max_pool_connections=max(10, max_pool + 2))
-    probe = S3Hook(aws_conn_id=aws_conn_id, region_name=region_name)
-    theirs = probe.conn_config.botocore_config
-    config = ours.merge(theirs) if theirs is not None else ours
-    return S3Hook(aws_conn_id=aws_conn_id, region_name=region_name, config=config).get_conn()
-
-
-def read_text(uri: str, client: Any) -> str:
-    """A small text file from a local path or ``s3://bucket/key``."""
-    if uri.startswith("s3://"):
-        bucket, _, key = uri[5:].partition("/")
-        return client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-    with open(uri, encoding="utf-8") as fh:
-        return fh.read()
+    hook = S3Hook(aws_conn_id=aws_conn_id, region_name=region_name)
+    theirs = hook.conn_config.botocore_config
+    return hook.get_client_type(
+        region_name=hook.region_name, config=ours.merge(theirs) if theirs is not None else ours
+    )
 
 
 # ---------------------------------------------------------------- operators
@@ -228,7 +202,7 @@ class PlanImageShardsOperator(BaseOperator):
                 entries = parse_manifest(
                     read_text(manifest, client), manifest, as_optional_str(self.manifest_label_attribute)
                 )
-            except (LabelsError, OSError) as exc:
+            except (ValueError, OSError) as exc:  # LabelsError, a bad URI, not UTF-8, no such file
                 raise AirflowFailException(f"manifest: {exc}") from exc
             labels = match_manifest(entries, [i.source for i in listing.items])
             self.log.info(
@@ -425,7 +399,7 @@ class CollectImagesOperator(BaseOperator):
         max_reject_share: float | str = 0.2,
         classes: list[str] | str | None = None,
         label_attribute: str = "bounding-box",
-        prelabelled_key: str | None = DEFAULT_PRELABELLED_KEY,
+        prelabelled_key: str | None = BucketLayout.prelabelled_key,
         reports_prefix: str = DEFAULT_REPORTS_PREFIX,
         ledger_key: str | None = ledger_mod.DEFAULT_LEDGER_KEY,
         aws_conn_id: str | None = DEFAULT_CONN_ID,

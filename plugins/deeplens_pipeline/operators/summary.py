@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from deeplens_pipeline.naming import run_token
 from deeplens_pipeline.operators.base import PipelineOperator, run_config
 from deeplens_pipeline.summary import build_summary, format_summary
 
 
 class RunSummaryOperator(PipelineOperator):
     """Collect the stages' results into one summary; log it as a table, write it to
-    ``s3://<bucket>/reports/<run token>/summary.json`` and return it."""
+    ``s3://<bucket>/reports/<run id>/summary.json`` (beside the rejects report) and return it."""
 
     template_fields = ("results",)
 
@@ -26,7 +25,7 @@ class RunSummaryOperator(PipelineOperator):
         for line in format_summary(summary).splitlines():
             self.log.info("%s", line)
         layout = self.layout(config)
-        key = f"reports/{run_token(context['run_id'])}/summary.json"
+        key = layout.report_key(context["run_id"], "summary.json")
         body = json.dumps({"run_id": context["run_id"], **summary}, indent=2, default=str)
         self.s3(config).load_string(body, key, layout.bucket, replace=True)
         self.log.info("Summary written to %s", layout.uri(key))

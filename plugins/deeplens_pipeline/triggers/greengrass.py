@@ -44,22 +44,8 @@ def aws_client(
     ).conn
 
 
-def greengrass_deployer(
-    method: str,
-    *,
-    aws_conn_id: str | None,
-    region_name: str | None = None,
-    verify: bool | str | None = None,
-    botocore_config: dict[str, Any] | None = None,
-    group_id: str | None = None,
-) -> DeviceDeployer:
-    """The Greengrass V1 or V2 deployer, with clients from the connection."""
-    connection = {
-        "aws_conn_id": aws_conn_id,
-        "region_name": region_name,
-        "verify": verify,
-        "botocore_config": botocore_config,
-    }
+def greengrass_deployer(method: str, *, group_id: str | None = None, **connection: Any) -> DeviceDeployer:
+    """The Greengrass V1 or V2 deployer, with clients from the connection (``aws_client``'s arguments)."""
     iot = aws_client("iot", **connection)
     if method == "greengrass-v1":
         return GreengrassV1Deployer(aws_client("greengrass", **connection), iot, group_id=group_id)

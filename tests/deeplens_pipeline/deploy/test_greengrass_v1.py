@@ -308,3 +308,32 @@ def test_device_access_validation(new_request) -> None:
     assert {"ResourceId": "deeplens-device-dev-video0", "Permission": "ro"} in configuration["Environment"][
         "ResourceAccessPolicies"
     ]
+
+
+def test_a_rerun_after_another_deployment_puts_its_model_back(aws, register_deeplens, new_request) -> None:
+    """A cleared task (same run token) re-run after another run deployed must deploy again.
+
+    Create calls with the first attempt's client tokens would return its old group version and
+    deployment (AWS and the emulator honour the tokens), and the device would keep the other model.
+    """
+    device = register_deeplens()
+    deployer = gg.GreengrassV1Deployer(aws["greengrass"], aws["iot"])
+    ours = new_request(device.thing_name)
+    first = deployer.deploy(ours)
+    theirs = new_request(
+        device.thing_name,
+        run_token="fedcba9876",
+        model_s3_uri="s3://deeplens-chocolate/output/other/model.tar.gz",
+    )
+    other = deployer.deploy(theirs)
+
+    again = deployer.deploy(ours)
+
+    assert again.deployment_id not in (first.deployment_id, other.deployment_id)
+    assert again.details["reattached"] is False
+    latest = latest_version(aws, device.group_id)
+    assert latest["Version"] == again.details["group_version_id"] != first.details["group_version_id"]
+    resources = definition(aws, latest["Definition"]["ResourceDefinitionVersionArn"])["Resources"]
+    model = next(r for r in resources if r["Id"] == "deeplens-model")
+    assert model["ResourceDataContainer"]["S3MachineLearningModelResourceData"]["S3Uri"] == ours.model_s3_uri
+    assert len(aws["greengrass"].list_deployments(GroupId=device.group_id)["Deployments"]) == 3

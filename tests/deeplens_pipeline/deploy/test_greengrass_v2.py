@@ -104,6 +104,26 @@ def test_function_zip_is_required(clients, new_request) -> None:
         )
 
 
+def no_deployment_yet(stub: Stubber) -> None:
+    stub.add_response(
+        "list_deployments", {"deployments": []}, {"targetArn": THING_ARN, "historyFilter": "LATEST_ONLY"}
+    )
+
+
+def current_deployment(stub: Stubber, deployment_id: str, components: dict) -> None:
+    """The device's latest deployment is ``deployment_id``, deploying ``components``."""
+    stub.add_response(
+        "list_deployments",
+        {"deployments": [{"deploymentId": deployment_id, "targetArn": THING_ARN, "isLatestForTarget": True}]},
+        {"targetArn": THING_ARN, "historyFilter": "LATEST_ONLY"},
+    )
+    stub.add_response(
+        "get_deployment",
+        {"deploymentId": deployment_id, "deploymentStatus": "ACTIVE", "components": components},
+        {"deploymentId": deployment_id},
+    )
+
+
 def test_deploy_creates_component_then_deployment(clients, new_request) -> None:
     greengrass, iot = clients
     request = new_request("deeplens_abc", function_s3_uri=FUNCTION_ZIP)
@@ -115,6 +135,7 @@ def test_deploy_creates_component_then_deployment(clients, new_request) -> None:
     )
     with Stubber(iot) as iot_stub, Stubber(greengrass) as stub:
         iot_stub.add_response("describe_thing", {"thingArn": THING_ARN}, {"thingName": "deeplens_abc"})
+        no_deployment_yet(stub)
         stub.add_response(
             "create_component_version",
             {
@@ -143,6 +164,7 @@ def test_existing_component_version_is_reused(clients, new_request) -> None:
     deployer = gg2.GreengrassV2Deployer(greengrass, iot)
     with Stubber(iot) as iot_stub, Stubber(greengrass) as stub:
         iot_stub.add_response("describe_thing", {"thingArn": THING_ARN}, {"thingName": "deeplens_abc"})
+        no_deployment_yet(stub)
         stub.add_client_error("create_component_version", "ConflictException", http_status_code=409)
         stub.add_response(
             "create_deployment",
@@ -250,3 +272,46 @@ def test_component_name_rules() -> None:
     assert gg2.component_name("deeplens-x") == "com.deeplens.inference.deeplens-x"
     with pytest.raises(ValueError, match="component name"):
         gg2.component_name("deeplens-x", prefix="bad prefix")
+
+
+def test_retry_reattaches_to_the_device_deployment_of_this_version(clients, new_request) -> None:
+    """Past Greengrass V2's 8-hour client token memory, a retry still creates nothing."""
+    greengrass, iot = clients
+    request = new_request("deeplens_abc", function_s3_uri=FUNCTION_ZIP)
+    deployer = gg2.GreengrassV2Deployer(greengrass, iot)
+    _, create_deployment = deployer.build_requests(request, THING_ARN)
+    ours = create_deployment["components"]
+    with Stubber(iot) as iot_stub, Stubber(greengrass) as stub:
+        iot_stub.add_response("describe_thing", {"thingArn": THING_ARN}, {"thingName": "deeplens_abc"})
+        current_deployment(stub, "dep-1", ours)
+        stub.add_response(
+            "list_effective_deployments", effective("IN_PROGRESS"), {"coreDeviceThingName": "deeplens_abc"}
+        )
+        handle = deployer.deploy(request)
+        stub.assert_no_pending_responses()  # no create call was made
+    assert handle.deployment_id == "dep-1"
+
+
+def test_a_failed_or_other_deployment_is_replaced(clients, new_request) -> None:
+    greengrass, iot = clients
+    request = new_request("deeplens_abc", function_s3_uri=FUNCTION_ZIP)
+    deployer = gg2.GreengrassV2Deployer(greengrass, iot)
+    _, first_try = deployer.build_requests(request, THING_ARN)
+    ours = first_try["components"]
+    other = {"com.example.other": {"componentVersion": "1.0.0"}}
+    for deployment_id, components, device_status in (("dep-1", ours, "FAILED"), ("dep-7", other, None)):
+        _, expected = deployer.build_requests(request, THING_ARN, deployment_id)
+        assert expected["clientToken"] != first_try["clientToken"]  # never answered with an older one
+        with Stubber(iot) as iot_stub, Stubber(greengrass) as stub:
+            iot_stub.add_response("describe_thing", {"thingArn": THING_ARN}, {"thingName": "deeplens_abc"})
+            current_deployment(stub, deployment_id, components)
+            if device_status:
+                stub.add_response(
+                    "list_effective_deployments",
+                    effective(device_status),
+                    {"coreDeviceThingName": "deeplens_abc"},
+                )
+            stub.add_client_error("create_component_version", "ConflictException", http_status_code=409)
+            stub.add_response("create_deployment", {"deploymentId": "dep-new"}, expected)
+            assert deployer.deploy(request).deployment_id == "dep-new"
+            stub.assert_no_pending_responses()

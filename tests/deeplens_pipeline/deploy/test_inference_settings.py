@@ -72,3 +72,7 @@ def test_topic() -> None:
     assert (
         infer_topic("deeplens_Xa6Vbmk7TzuXsNPkmdrPwA") == "$aws/things/deeplens_Xa6Vbmk7TzuXsNPkmdrPwA/infer"
     )
+
+
+def test_labels_given_as_text_are_parsed_not_split_into_letters() -> None:
+    assert InferenceSettings(model_name="deploy_m", labels="bar", image_shape=300).labels == ("bar",)

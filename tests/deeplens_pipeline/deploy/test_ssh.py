@@ -208,3 +208,14 @@ def test_unpack_function_writes_config_and_refuses_escaping_entries(tmp_path: Pa
     with pytest.raises(ValueError, match="would escape"):
         ssh.unpack_function(buffer.getvalue(), tmp_path / "g", {})
     assert not (tmp_path / "evil.py").exists()
+
+
+def test_unpack_function_refuses_a_sibling_folder_sharing_its_prefix(tmp_path: Path) -> None:
+    """``../f2/x`` from ``f`` resolves to ``.../f2/x``, which starts with the text ``.../f``."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("deeplens_inference.py", "")
+        archive.writestr("../f2/evil.py", "x")
+    with pytest.raises(ValueError, match="would escape"):
+        ssh.unpack_function(buffer.getvalue(), tmp_path / "f", {})
+    assert not (tmp_path / "f2").exists()

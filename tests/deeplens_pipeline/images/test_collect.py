@@ -14,7 +14,6 @@ from deeplens_pipeline.images.collect import (
     finish,
     merge_shard_results,
     rejects_csv,
-    run_name,
     verdict,
     worst_rejects,
 )
@@ -89,11 +88,6 @@ def test_verdict():
         "no usable image is left: all 1 file(s) were rejected, worst: b.jpg"
     )
     assert verdict(merge_shard_results([]), 1.0) == "the source holds no images"
-
-
-def test_run_names_are_safe_key_segments():
-    assert run_name("manual__2026-01-01T00:00:00+00:00") == "manual__2026-01-01T00_00_00_00_00"
-    assert run_name("///") == "run"
 
 
 def run_folder(folder, s3, bucket, **plan_kwargs):

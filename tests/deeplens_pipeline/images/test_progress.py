@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from deeplens_pipeline.images.progress import ProgressLog, fan_out
+from deeplens_pipeline.images.progress import ProgressLog
 
 
 class Clock:
@@ -28,10 +28,3 @@ def test_progress_is_logged_at_intervals_with_rate_and_eta(caplog):
     assert lines[1] == "preprocess: 20/100 (20%) 2.0/s, eta 40 s"
     assert lines[-1] == "preprocess: 100/100 (100%) 2.0/s, done in 50.0 s"
     assert len(lines) == 6  # the start, then every 10 s (the end falls on one)
-
-
-def test_fan_out_calls_every_callback():
-    seen = []
-    both = fan_out(lambda *a: seen.append(("a", *a)), None, lambda *a: seen.append(("b", *a)))
-    both("upload", 1, 2)
-    assert seen == [("a", "upload", 1, 2), ("b", "upload", 1, 2)]

@@ -224,3 +224,53 @@ def test_a_process_pool_gives_the_same_result(photos, make, s3, bucket):
 def test_empty_shard(s3, bucket, tmp_path):
     result = run_shard({"index": 0, "source": str(tmp_path), "items": []}, bucket=bucket, client=s3)
     assert result["images"] == [] and result["uploaded"] == 0
+
+
+# ---------------------------------------------------------------- a decoder that kills its worker
+
+CRASHY = '''
+import os
+from deeplens_pipeline.images import preprocess
+
+def work(job):
+    """preprocess.work, except that a file named ``crash*`` (or any file, when ALWAYS) kills the worker."""
+    if ALWAYS or os.path.basename(job[0]).startswith("crash"):
+        os._exit(1)
+    return preprocess.work(job)
+'''
+
+
+@pytest.fixture
+def crashy(tmp_path, monkeypatch):
+    """Install a worker function that dies like a segfaulting decoder (spawned workers import it by
+    name from ``sys.path``, which they inherit)."""
+
+    def install(always: bool = False):
+        name = f"crashy_worker_{'always' if always else 'one'}"
+        (tmp_path / f"{name}.py").write_text(f"ALWAYS = {always}\n" + CRASHY)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        module = __import__(name)
+        monkeypatch.setattr(shard_mod, "work", module.work)
+
+    return install
+
+
+def test_a_worker_crash_rejects_only_the_file_that_caused_it(photos, crashy):
+    folder = photos(4)
+    shutil.copy(folder / "photo_00.jpg", folder / "crash.jpg")
+    crashy()
+    jobs = [(p.name, str(p), str(folder.parent / "out" / p.name)) for p in sorted(folder.glob("*.jpg"))]
+    outcomes = shard_mod.preprocess_many(jobs, PreprocessOptions(size=300), processes=2)
+    assert outcomes["crash.jpg"]["status"] == "rejected"
+    assert outcomes["crash.jpg"]["reason"] == "unreadable: the decoder process died (BrokenProcessPool)"
+    assert {n: o["status"] for n, o in outcomes.items() if n != "crash.jpg"} == dict.fromkeys(
+        [f"photo_{i:02d}.jpg" for i in range(4)], "ok"
+    )
+
+
+def test_workers_that_cannot_run_fail_the_shard_instead_of_rejecting_every_file(photos, crashy):
+    folder = photos(3)
+    crashy(always=True)
+    jobs = [(p.name, str(p), str(folder.parent / "out" / p.name)) for p in sorted(folder.glob("*.jpg"))]
+    with pytest.raises(RuntimeError, match="worker processes die before finishing any file"):
+        shard_mod.preprocess_many(jobs, PreprocessOptions(size=300), processes=2)
