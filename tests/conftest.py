@@ -34,8 +34,9 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     settings = EmulatorSettings(
         work_dir=tmp_path_factory.mktemp("emulator"),
-        labeling_delay_seconds=0.3,
-        deployment_delay_seconds=0.3,
+        # Long enough that a status read right after a create sees InProgress on a loaded machine.
+        labeling_delay_seconds=1.0,
+        deployment_delay_seconds=1.0,
     )
     server = EmulatorServer(settings)
     server.start()

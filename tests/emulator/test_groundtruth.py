@@ -184,7 +184,7 @@ def test_stop(aws, emulator):
         sm.stop_labeling_job(LabelingJobName="job-stop")
         job = wait(sm, "job-stop")
     finally:
-        emulator.settings.labeling_delay_seconds = 0.3
+        emulator.settings.labeling_delay_seconds = 1.0
     assert job["LabelingJobStatus"] == "Stopped"
 
 

@@ -70,14 +70,22 @@ def _context(params, run_id):
 
 
 def _wait(sm, name):
-    for _ in range(100):
+    for _ in range(200):
         if sm.describe_labeling_job(LabelingJobName=name)["LabelingJobStatus"] == "Completed":
             return
         time.sleep(0.1)
     raise AssertionError("job did not complete")
 
 
-def test_create_defer_reattach_merge_then_skip(setup):
+@pytest.fixture
+def slow_workers(emulator):
+    """Workers that take a few seconds, so a retry surely finds the job still in progress."""
+    emulator.settings.labeling_delay_seconds = 3
+    yield
+    emulator.settings.labeling_delay_seconds = 1.0
+
+
+def test_create_defer_reattach_merge_then_skip(setup, slow_workers):
     op = GroundTruthLabelingOperator(task_id="label_images")
     ctx = _context(setup["params"], "manual__2026-11-24T05:00:00+00:00")
     name = labeling_job_name(ctx["run_id"])
@@ -118,7 +126,7 @@ def test_create_defer_reattach_merge_then_skip(setup):
     assert second["job_name"] is None and second["total"]["images"] == 3
 
 
-def test_failed_job_fails_the_task_with_its_reason(setup):
+def test_failed_job_fails_the_task_with_its_reason(setup, slow_workers):
     from airflow.sdk.exceptions import AirflowException
 
     ctx = _context(setup["params"], "manual__2026-11-26T05:00:00+00:00")
