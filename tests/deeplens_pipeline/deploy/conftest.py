@@ -12,10 +12,8 @@ import tarfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
 
 from deeplens_pipeline import lambda_package
@@ -29,71 +27,6 @@ from deeplens_pipeline.deploy.inference_settings import InferenceSettings
 
 REGION = "eu-west-1"  # apart from the other tests' default region
 ACCOUNT = "123456789012"
-
-
-@dataclass
-class Registered:
-    """A DeepLens as the console registered it."""
-
-    thing_name: str
-    thing_arn: str
-    group_id: str
-    core_definition_version_arn: str
-    device_definition_version_arn: str | None = None
-
-
-@pytest.fixture
-def aws(moto_endpoint: str) -> dict[str, Any]:
-    session = boto3.session.Session(region_name=REGION)
-    return {
-        name: session.client(name, endpoint_url=moto_endpoint)
-        for name in ("greengrass", "iot", "lambda", "iam", "s3")
-    }
-
-
-@pytest.fixture
-def register_deeplens(aws: dict[str, Any]) -> Callable[..., Registered]:
-    """Register a DeepLens: thing ``deeplens_<id>`` as the core of a new Greengrass V1 group."""
-
-    def register(*, with_devices: bool = False, thing_name: str | None = None) -> Registered:
-        name = thing_name or f"deeplens_{uuid.uuid4().hex[:22]}"
-        thing = aws["iot"].create_thing(thingName=name)
-        certificate = aws["iot"].create_keys_and_certificate(setAsActive=True)
-        core = aws["greengrass"].create_core_definition(
-            Name=f"{name}-core",
-            InitialVersion={
-                "Cores": [
-                    {
-                        "Id": f"{name}-core",
-                        "ThingArn": thing["thingArn"],
-                        "CertificateArn": certificate["certificateArn"],
-                        "SyncShadow": True,
-                    }
-                ]
-            },
-        )
-        initial = {"CoreDefinitionVersionArn": core["LatestVersionArn"]}
-        devices_arn = None
-        if with_devices:
-            devices = aws["greengrass"].create_device_definition(
-                Name=f"{name}-devices",
-                InitialVersion={
-                    "Devices": [
-                        {
-                            "Id": "sensor",
-                            "ThingArn": thing["thingArn"],
-                            "CertificateArn": certificate["certificateArn"],
-                            "SyncShadow": False,
-                        }
-                    ]
-                },
-            )
-            devices_arn = devices["LatestVersionArn"]
-            initial["DeviceDefinitionVersionArn"] = devices_arn
-        group = aws["greengrass"].create_group(Name=f"{name}-group", InitialVersion=initial)
-        return Registered(name, thing["thingArn"], group["Id"], core["LatestVersionArn"], devices_arn)
-
-    return register
 
 
 def make_request(thing_name: str, **changes: Any) -> DeploymentRequest:

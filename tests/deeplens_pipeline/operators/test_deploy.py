@@ -16,7 +16,6 @@ import time
 import uuid
 from typing import Any
 
-import boto3
 import pytest
 from airflow.exceptions import AirflowException, TaskDeferred
 from botocore.exceptions import ClientError
@@ -40,37 +39,10 @@ def connection(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
-def aws(moto_endpoint: str) -> dict[str, Any]:
-    session = boto3.session.Session(region_name=REGION)
-    return {
-        name: session.client(name, endpoint_url=moto_endpoint)
-        for name in ("greengrass", "iot", "iam", "lambda", "s3")
-    }
-
-
-@pytest.fixture
-def deeplens(aws: dict[str, Any]) -> dict[str, str]:
+def deeplens(register_deeplens: Any) -> dict[str, str]:
     """A registered DeepLens: thing ``deeplens_<id>``, core of a Greengrass V1 group."""
-    name = f"deeplens_{uuid.uuid4().hex[:22]}"
-    thing = aws["iot"].create_thing(thingName=name)
-    certificate = aws["iot"].create_keys_and_certificate(setAsActive=True)
-    core = aws["greengrass"].create_core_definition(
-        Name=f"{name}-core",
-        InitialVersion={
-            "Cores": [
-                {
-                    "Id": "core",
-                    "ThingArn": thing["thingArn"],
-                    "CertificateArn": certificate["certificateArn"],
-                    "SyncShadow": True,
-                }
-            ]
-        },
-    )
-    group = aws["greengrass"].create_group(
-        Name=f"{name}-group", InitialVersion={"CoreDefinitionVersionArn": core["LatestVersionArn"]}
-    )
-    return {"thing_name": name, "group_id": group["Id"]}
+    device = register_deeplens()
+    return {"thing_name": device.thing_name, "group_id": device.group_id}
 
 
 @pytest.fixture
