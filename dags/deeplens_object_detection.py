@@ -82,36 +82,34 @@ with DAG(
     pick = PickModelOperator(task_id="pick_model", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     repack = RepackModelOperator(task_id="repack_model", model=pick.output, multiple_outputs=True)
 
+    # What the device's inference function is configured with, for both the Lambda and the deployment.
+    inference = {
+        "model_name": repack.output["model_name"],
+        "labels": "{{ params.classes }}",
+        "image_shape": "{{ params.image_shape }}",
+        "thing_name": "{{ params.thing_name }}",
+        "threshold": "{{ params.detection_threshold }}",
+        "resize_mode": "{{ params.resize_mode }}",
+        "region_name": "{{ params.region }}",
+    }
     publish = PublishInferenceLambdaOperator(
         task_id="publish_lambda",
         multiple_outputs=True,
         function_name="{{ params.lambda_function_name }}",
         role_arn="{{ params.role_arn }}",
-        model_name=repack.output["model_name"],
-        labels="{{ params.classes }}",
-        image_shape="{{ params.image_shape }}",
-        thing_name="{{ params.thing_name }}",
-        threshold="{{ params.detection_threshold }}",
-        resize_mode="{{ params.resize_mode }}",
         runtime="{{ params.lambda_runtime }}",
-        region_name="{{ params.region }}",
+        **inference,
     )
     deploy = DeployToDeviceOperator(
         task_id="deploy_to_device",
         method="{{ params.deploy_method }}",
-        thing_name="{{ params.thing_name }}",
         model_s3_uri=repack.output["deploy_model_uri"],
-        model_name=repack.output["model_name"],
         lambda_version_arn=publish.output["version_arn"],
-        labels="{{ params.classes }}",
-        image_shape="{{ params.image_shape }}",
-        threshold="{{ params.detection_threshold }}",
-        resize_mode="{{ params.resize_mode }}",
         ssh_host="{{ params.ssh_host }}",
         ssh_user="{{ params.ssh_user }}",
         ssh_key_file="{{ params.ssh_key_file }}",
         poll_interval="{{ params.poll_seconds }}",
-        region_name="{{ params.region }}",
+        **inference,
     )
     summary = RunSummaryOperator(
         task_id="summary",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import mxnet as mx
 
@@ -243,6 +244,12 @@ def _detection(
     )
 
 
+def _ssd_heads(cfg: Any, num_classes: int) -> tuple[mx.sym.Symbol, mx.sym.Symbol, mx.sym.Symbol]:
+    """Base network, feature layers and multibox predictions: the part both graphs share."""
+    layers = _multi_layer_feature(cfg.body(num_classes), cfg)
+    return _multibox_layer(layers, num_classes, cfg)
+
+
 def build_training_graph(
     base_network: str,
     num_classes: int,
@@ -255,9 +262,7 @@ def build_training_graph(
     cfg = _check(base_network, num_classes, data_shape)
     with mx.name.NameManager():
         label = mx.sym.Variable("label")
-        body = cfg.body(num_classes)
-        layers = _multi_layer_feature(body, cfg)
-        loc_preds, cls_preds, anchor_boxes = _multibox_layer(layers, num_classes, cfg)
+        loc_preds, cls_preds, anchor_boxes = _ssd_heads(cfg, num_classes)
         tmp = mx.sym.contrib.MultiBoxTarget(
             anchor_boxes,
             label,
@@ -302,8 +307,6 @@ def build_deploy_graph(
     """The inference graph deploy.py wrote: SoftmaxActivation `cls_prob`, then `detection` only."""
     cfg = _check(base_network, num_classes, data_shape)
     with mx.name.NameManager():
-        body = cfg.body(num_classes)
-        layers = _multi_layer_feature(body, cfg)
-        loc_preds, cls_preds, anchor_boxes = _multibox_layer(layers, num_classes, cfg)
+        loc_preds, cls_preds, anchor_boxes = _ssd_heads(cfg, num_classes)
         cls_prob = mx.sym.SoftmaxActivation(data=cls_preds, mode="channel", name="cls_prob")
         return _detection(cls_prob, loc_preds, anchor_boxes, nms_threshold, force_suppress, nms_topk)
