@@ -59,7 +59,7 @@ bench-upload: env
 	$(VENV)/bin/python scripts/bench_upload.py --install-awscli .venv-awscli
 
 bench-model: ml-env
-	$(ML_VENV)/bin/python scripts/bench_model_fix.py
+	$(ML_VENV)/bin/python scripts/bench_model_fix.py $(BENCH_ARGS)
 
 bench-training: ml-env
 	$(ML_VENV)/bin/python -m ml_tools.bench_training --image-shape 300 --max-seconds 240

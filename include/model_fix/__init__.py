@@ -7,13 +7,10 @@ the weights copied byte for byte. See :func:`fix_model` and :func:`repack_model_
 from __future__ import annotations
 
 import importlib
-import logging
-from typing import Any
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # Public names and the submodule each lives in. They load on first use (PEP 562), so a command
-# that fixes a folder does not pay for tarfile, gzip and hashlib at start-up.
+# that fixes a folder does not pay for tarfile, gzip and hashlib at start-up. The package's logger
+# has a NullHandler (added by model_fix.log when logging is first used).
 _EXPORTS = {
     "archive": ("ExtractLimits", "safe_extract", "sha256_file", "write_reproducible_tar"),
     "errors": (
@@ -47,7 +44,7 @@ _EXPORTS = {
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _MODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module 'model_fix' has no attribute {name!r}")

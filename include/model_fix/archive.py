@@ -14,16 +14,15 @@ import shutil
 import tarfile
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from model_fix.errors import CorruptArchiveError, OverwriteRefusedError, UnsafeArchiveError
 
 _CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
-class ExtractLimits:
+class ExtractLimits(NamedTuple):
     """Bounds on what :func:`safe_extract` accepts."""
 
     max_members: int = 64

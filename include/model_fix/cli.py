@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from model_fix.errors import ModelFixError, OptionError
@@ -127,7 +126,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Path, Path | None, FixOptions]:
         out_dir = args.out_dir or source.parent
     else:
         source = Path(args.source)
-        options = replace(options, prefix=args.prefix)
+        options = options._replace(prefix=args.prefix)
         if args.out_dir:
             out_dir = args.out_dir
         elif source.is_dir():

@@ -3,20 +3,19 @@
 ``fix_model`` reads ``<name>-symbol.json``, ``<name>-<epoch>.params`` and ``hyperparams.json``
 from a model.tar.gz, a folder or a path prefix, checks them, and writes
 ``deploy_<name>-symbol.json`` (the deploy graph), ``deploy_<name>-<epoch>.params`` (the same
-bytes, stream-copied) and ``hyperparams.json`` to ``out_dir``. Inputs are never overwritten.
+bytes, copied by the kernel while the graph is fixed) and ``hyperparams.json`` to ``out_dir``.
+Inputs are never overwritten.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-import shutil
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import NamedTuple
 
 from model_fix.errors import (
     HyperparamsError,
@@ -27,7 +26,9 @@ from model_fix.errors import (
     OverwriteRefusedError,
     ParamsMismatchError,
 )
+from model_fix.file_copy import BackgroundCopy, copy_file, link_or_copy
 from model_fix.hyperparams import HYPERPARAMS_FILE, hyperparam_float, hyperparam_int, load_hyperparams
+from model_fix.log import INFO, WARNING, log
 from model_fix.params_file import ParamEntry, read_params_index
 from model_fix.ssd import (
     DetectionSettings,
@@ -39,8 +40,6 @@ from model_fix.ssd import (
 )
 from model_fix.symbol_json import Graph, dumps_symbol, node_attrs, parse_symbol, read_symbol_text
 
-log = logging.getLogger(__name__)
-
 DEPLOY_PREFIX = "deploy_"
 DEFAULT_NMS_THRESHOLD = 0.45
 DEFAULT_NMS_TOPK = 400
@@ -49,8 +48,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _MAX_LISTED = 5
 
 
-@dataclass(frozen=True)
-class FixOptions:
+class FixOptions(NamedTuple):
     """What deploy.py's command line set. None means: from hyperparams.json, else the default.
 
     ``prefix`` picks the artefacts' name inside a folder or archive (None: the only training
@@ -72,8 +70,7 @@ class FixOptions:
     network: str | None = None
 
 
-@dataclass(frozen=True)
-class FixResult:
+class FixResult(NamedTuple):
     """What :func:`fix_model` wrote and found."""
 
     symbol_path: Path
@@ -89,11 +86,10 @@ class FixResult:
     nms_topk: int
     force_suppress: bool
     base_network: str | None
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str]
 
 
-@dataclass(frozen=True)
-class ModelFiles:
+class ModelFiles(NamedTuple):
     """The artefacts of one model in a folder."""
 
     directory: Path
@@ -289,7 +285,7 @@ def _check_num_classes(
 
 
 def _warn(warnings: list[str], message: str) -> None:
-    log.warning(message)
+    log(__name__, WARNING, message)
     warnings.append(message)
 
 
@@ -316,102 +312,141 @@ def _check_outputs(outputs: list[tuple[Path, Path, bool]], inputs: list[Path]) -
                 raise OverwriteRefusedError(f"{output}: would overwrite the input {candidate}")
 
 
-def fix_model(source: str | Path, out_dir: str | Path, options: FixOptions = FixOptions()) -> FixResult:
+def fix_model(
+    source: str | Path,
+    out_dir: str | Path,
+    options: FixOptions = FixOptions(),
+    *,
+    link_params: bool = False,
+) -> FixResult:
     """Write the deploy model for the SSD model at ``source`` (tar.gz, folder or prefix) to ``out_dir``.
 
-    Outputs ``deploy_<name>-symbol.json``, ``deploy_<name>-<epoch>.params`` (byte-for-byte copy)
-    and ``hyperparams.json`` when the source has one. A source that is already a deploy model is
-    passed through unchanged (``passthrough``). Raises a :class:`~model_fix.errors.ModelFixError`
-    subclass naming the file at fault; never overwrites an input.
+    Outputs ``deploy_<name>-symbol.json``, ``deploy_<name>-<epoch>.params`` (byte-for-byte copy,
+    made by the kernel in the background while the graph is fixed) and ``hyperparams.json`` when
+    the source has one. A source that is already a deploy model is passed through unchanged
+    (``passthrough``). Raises a :class:`~model_fix.errors.ModelFixError` subclass naming the
+    file at fault; never overwrites an input, and leaves no partial file behind.
+
+    ``link_params`` hard-links the weights instead of copying them: only for private staging
+    folders (as :func:`~model_fix.repack.repack_model` uses), since a later in-place write to
+    the deploy weights would then change the training weights too.
     """
     _validate_options(options)
     out_dir = Path(out_dir)
-    warnings: list[str] = []
     with open_model_source(source, options) as files:
-        hyper_label = str(files.hyperparams or HYPERPARAMS_FILE)
-        hyperparams = load_hyperparams(files.hyperparams) if files.hyperparams else {}
-        settings = _resolve_settings(options, hyperparams, hyper_label)
-        text = read_symbol_text(files.symbol)
-        graph = parse_symbol(text, source=str(files.symbol))
-        conversion = to_deploy_graph(graph, settings, source=str(files.symbol))
-        _check_num_classes(conversion.num_classes, options, hyperparams, files)
-        _check_params(read_params_index(files.params), graph, files.params, files.symbol)
+        created = not out_dir.exists()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        params_copy = None
+        if not link_params:
+            partial = out_dir / f".{files.params.name}.{os.getpid()}.partial"
+            params_copy = BackgroundCopy(files.params, partial)
+        try:
+            return _write_deploy_model(source, files, out_dir, options, params_copy)
+        except BaseException:
+            if params_copy is not None:
+                params_copy.cancel()
+            if created:
+                with suppress(OSError):
+                    out_dir.rmdir()
+            raise
 
-        base_network = detect_base_network(graph)
-        for origin, wanted in (
-            ("was given", options.network),
-            ("in hyperparams.json", hyperparams.get("base_network")),
-        ):
-            if wanted and base_network and normalise_network(wanted) != base_network:
-                _warn(
-                    warnings,
-                    f"network {wanted!r} {origin}, but {files.symbol.name} has a {base_network} base",
-                )
-        trained_shape = hyperparam_int(hyperparams, "image_shape", hyper_label)
-        if options.data_shape and trained_shape and options.data_shape != trained_shape:
+
+def _write_deploy_model(
+    source: str | Path,
+    files: ModelFiles,
+    out_dir: Path,
+    options: FixOptions,
+    params_copy: BackgroundCopy | None,
+) -> FixResult:
+    """Check and convert ``files``, then write the deploy model (``params_copy`` is running)."""
+    warnings: list[str] = []
+    hyper_label = str(files.hyperparams or HYPERPARAMS_FILE)
+    hyperparams = load_hyperparams(files.hyperparams) if files.hyperparams else {}
+    settings = _resolve_settings(options, hyperparams, hyper_label)
+    text = read_symbol_text(files.symbol)
+    graph = parse_symbol(text, source=str(files.symbol))
+    conversion = to_deploy_graph(graph, settings, source=str(files.symbol))
+    _check_num_classes(conversion.num_classes, options, hyperparams, files)
+    _check_params(read_params_index(files.params), graph, files.params, files.symbol)
+
+    base_network = detect_base_network(graph)
+    for origin, wanted in (
+        ("was given", options.network),
+        ("in hyperparams.json", hyperparams.get("base_network")),
+    ):
+        if wanted and base_network and normalise_network(wanted) != base_network:
             _warn(
                 warnings,
-                f"data_shape {options.data_shape} differs from the trained image_shape {trained_shape}",
+                f"network {wanted!r} {origin}, but {files.symbol.name} has a {base_network} base",
             )
-
-        passthrough = conversion.kind is GraphKind.DEPLOY
-        if passthrough:
-            kept = node_attrs(conversion.graph["nodes"][conversion.graph["heads"][0][0]])
-            chosen = {
-                "nms_threshold": str(settings.nms_threshold),
-                "nms_topk": str(settings.nms_topk),
-                "force_suppress": str(settings.force_suppress),
-            }
-            differing = {k: kept.get(k) for k, v in chosen.items() if kept.get(k) != v}
-            if differing:
-                _warn(warnings, f"{files.symbol.name} is already a deploy graph; kept its {differing}")
-        keep_name = passthrough and files.name.startswith(DEPLOY_PREFIX)
-        deploy_name = files.name if keep_name else DEPLOY_PREFIX + files.name
-        out_symbol = out_dir / f"{deploy_name}{SYMBOL_SUFFIX}"
-        out_params = out_dir / params_name(deploy_name, options.epoch)
-        out_hyper = out_dir / HYPERPARAMS_FILE if files.hyperparams else None
-
-        unchanged = passthrough and not conversion.changed
-        outputs = [(out_symbol, files.symbol, unchanged), (out_params, files.params, unchanged)]
-        if files.hyperparams and out_hyper:
-            outputs.append((out_hyper, files.hyperparams, True))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _check_outputs(
-            outputs, [files.symbol, files.params] + ([files.hyperparams] if files.hyperparams else [])
+    trained_shape = hyperparam_int(hyperparams, "image_shape", hyper_label)
+    if options.data_shape and trained_shape and options.data_shape != trained_shape:
+        _warn(
+            warnings,
+            f"data_shape {options.data_shape} differs from the trained image_shape {trained_shape}",
         )
 
-        new_text = (
-            text if unchanged else dumps_symbol(conversion.graph) + ("\n" if text.endswith("\n") else "")
-        )
-        if not _same(out_symbol, files.symbol):
-            with _atomic(out_symbol) as partial:
-                partial.write_text(new_text, encoding="utf-8")
-        # Stream copies (kernel copy where available): memory does not grow with the params size.
-        for copied, original in ((out_params, files.params), (out_hyper, files.hyperparams)):
-            if copied and original and not _same(copied, original):
-                with _atomic(copied) as partial:
-                    shutil.copyfile(original, partial)
-        log.info(
-            "%s: %s -> %s (%d classes, %d training nodes removed)",
-            source,
-            files.name,
-            deploy_name,
-            conversion.num_classes,
-            conversion.removed_nodes,
-        )
-        return FixResult(
-            symbol_path=out_symbol,
-            params_path=out_params,
-            hyperparams_path=out_hyper,
-            prefix=files.name,
-            deploy_prefix=deploy_name,
-            num_classes=conversion.num_classes,
-            passthrough=passthrough,
-            removed_nodes=conversion.removed_nodes,
-            epoch=options.epoch,
-            nms_threshold=settings.nms_threshold,
-            nms_topk=settings.nms_topk,
-            force_suppress=settings.force_suppress,
-            base_network=base_network,
-            warnings=warnings,
-        )
+    passthrough = conversion.kind is GraphKind.DEPLOY
+    if passthrough:
+        kept = node_attrs(conversion.graph["nodes"][conversion.graph["heads"][0][0]])
+        chosen = {
+            "nms_threshold": str(settings.nms_threshold),
+            "nms_topk": str(settings.nms_topk),
+            "force_suppress": str(settings.force_suppress),
+        }
+        differing = {k: kept.get(k) for k, v in chosen.items() if kept.get(k) != v}
+        if differing:
+            _warn(warnings, f"{files.symbol.name} is already a deploy graph; kept its {differing}")
+    keep_name = passthrough and files.name.startswith(DEPLOY_PREFIX)
+    deploy_name = files.name if keep_name else DEPLOY_PREFIX + files.name
+    out_symbol = out_dir / f"{deploy_name}{SYMBOL_SUFFIX}"
+    out_params = out_dir / params_name(deploy_name, options.epoch)
+    out_hyper = out_dir / HYPERPARAMS_FILE if files.hyperparams else None
+
+    unchanged = passthrough and not conversion.changed
+    outputs = [(out_symbol, files.symbol, unchanged), (out_params, files.params, unchanged)]
+    if files.hyperparams and out_hyper:
+        outputs.append((out_hyper, files.hyperparams, True))
+    _check_outputs(outputs, [files.symbol, files.params] + ([files.hyperparams] if files.hyperparams else []))
+
+    new_text = text if unchanged else dumps_symbol(conversion.graph) + ("\n" if text.endswith("\n") else "")
+    if not _same(out_symbol, files.symbol):
+        with _atomic(out_symbol) as partial:
+            partial.write_text(new_text, encoding="utf-8")
+    if files.hyperparams and out_hyper and not _same(out_hyper, files.hyperparams):
+        with _atomic(out_hyper) as partial:
+            copy_file(files.hyperparams, partial)
+    if _same(out_params, files.params):
+        if params_copy is not None:
+            params_copy.cancel()
+    elif params_copy is not None:
+        params_copy.finish(out_params)
+    else:
+        with _atomic(out_params) as partial:
+            link_or_copy(files.params, partial)
+    log(
+        __name__,
+        INFO,
+        "%s: %s -> %s (%d classes, %d training nodes removed)",
+        source,
+        files.name,
+        deploy_name,
+        conversion.num_classes,
+        conversion.removed_nodes,
+    )
+    return FixResult(
+        symbol_path=out_symbol,
+        params_path=out_params,
+        hyperparams_path=out_hyper,
+        prefix=files.name,
+        deploy_prefix=deploy_name,
+        num_classes=conversion.num_classes,
+        passthrough=passthrough,
+        removed_nodes=conversion.removed_nodes,
+        epoch=options.epoch,
+        nms_threshold=settings.nms_threshold,
+        nms_topk=settings.nms_topk,
+        force_suppress=settings.force_suppress,
+        base_network=base_network,
+        warnings=warnings,
+    )

@@ -10,8 +10,7 @@ not reach.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from model_fix.symbol_json import Graph, output_counts
 
@@ -41,8 +40,7 @@ def post_order(nodes: Sequence[dict[str, Any]], head_ids: Sequence[int]) -> list
     return order
 
 
-@dataclass(frozen=True)
-class Rebuilt:
+class Rebuilt(NamedTuple):
     """A graph rebuilt from new heads, and how many of the old nodes it dropped."""
 
     graph: Graph

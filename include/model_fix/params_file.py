@@ -23,10 +23,9 @@ stays flat whatever the file's size.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from math import prod
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from model_fix.errors import CorruptParamsError
 
@@ -56,8 +55,7 @@ _MAX_NDIM = 32
 _MAX_KEY_BYTES = 1 << 16
 
 
-@dataclass(frozen=True)
-class ParamEntry:
+class ParamEntry(NamedTuple):
     """One stored tensor: its key (``arg:``/``aux:`` prefixed), shape, dtype and data location."""
 
     key: str
@@ -78,8 +76,7 @@ class ParamEntry:
         return self.key.partition(":")[2] if self.kind else self.key
 
 
-@dataclass(frozen=True)
-class _Array:
+class _Array(NamedTuple):
     shape: tuple[int, ...] | None
     dtype: str | None
     offset: int

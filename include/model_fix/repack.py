@@ -9,14 +9,13 @@ the original is never written to.
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
-from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from model_fix.archive import sha256_file, write_reproducible_tar
 from model_fix.errors import InputNotFoundError, OverwriteRefusedError
+from model_fix.file_copy import link_or_copy
 from model_fix.fix import (
     SYMBOL_SUFFIX,
     FixOptions,
@@ -29,8 +28,7 @@ from model_fix.fix import (
 from model_fix.hyperparams import HYPERPARAMS_FILE
 
 
-@dataclass(frozen=True)
-class RepackResult:
+class RepackResult(NamedTuple):
     """What :func:`repack_model_archive` wrote."""
 
     archive_path: Path
@@ -42,15 +40,7 @@ class RepackResult:
     prefix: str
     passthrough: bool
     removed_nodes: int
-    warnings: list[str] = field(default_factory=list)
-
-
-def _stage(source: Path, destination: Path) -> None:
-    """Put ``source`` at ``destination`` without changing it: a hard link, else a streamed copy."""
-    try:
-        os.link(source, destination)
-    except OSError:
-        shutil.copyfile(source, destination)
+    warnings: list[str]
 
 
 def _same_path(a: Path, b: Path) -> bool:
@@ -63,7 +53,7 @@ def repack_model(
     source: str | Path,
     dst_tar: str | Path,
     prefix: str | None = None,
-    options: FixOptions = FixOptions(),  # noqa: B008 (frozen)
+    options: FixOptions = FixOptions(),
 ) -> RepackResult:
     """Repack the model at ``source`` (tar.gz, folder or prefix) into the archive ``dst_tar``.
 
@@ -83,12 +73,13 @@ def repack_model(
         stage.mkdir()
         with open_model_source(source, options, work_dir=Path(work)) as files:
             name = prefix or files.name
-            _stage(files.symbol, stage / f"{name}{SYMBOL_SUFFIX}")
-            _stage(files.params, stage / params_name(name, options.epoch))
+            link_or_copy(files.symbol, stage / f"{name}{SYMBOL_SUFFIX}")
+            link_or_copy(files.params, stage / params_name(name, options.epoch))
             if files.hyperparams:
-                _stage(files.hyperparams, stage / HYPERPARAMS_FILE)
+                link_or_copy(files.hyperparams, stage / HYPERPARAMS_FILE)
             source_prefix = files.name
-        fixed = fix_model(stage / name, stage, replace(options, prefix=None))
+        # The stage is private and only read by the tar writer: the deploy weights may be a link.
+        fixed = fix_model(stage / name, stage, options._replace(prefix=None), link_params=True)
         members = {path.name: path for path in sorted(stage.iterdir())}
         write_reproducible_tar(dst, members)
     return RepackResult(
@@ -109,7 +100,7 @@ def repack_model_archive(
     src_tar: str | Path,
     dst_tar: str | Path,
     prefix: str,
-    options: FixOptions = FixOptions(),  # noqa: B008 (frozen)
+    options: FixOptions = FixOptions(),
 ) -> RepackResult:
     """Extract ``src_tar`` safely, rename ``model_algo_1-*`` to ``<prefix>-*``, fix, and write ``dst_tar``.
 

@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from model_fix.errors import NotSSDGraphError
 from model_fix.graph import post_order, rebuild
@@ -60,8 +59,7 @@ class GraphKind(Enum):
     DEPLOY = "deploy"
 
 
-@dataclass(frozen=True)
-class SSDTensors:
+class SSDTensors(NamedTuple):
     """The body outputs the detection head reads: each a ``[node_id, output_index, version]`` entry."""
 
     cls_pred: list[int]
@@ -71,8 +69,7 @@ class SSDTensors:
     target: int | None
 
 
-@dataclass(frozen=True)
-class DetectionSettings:
+class DetectionSettings(NamedTuple):
     """Parameters of the deploy graph's MultiBoxDetection."""
 
     nms_threshold: float = 0.45
@@ -80,8 +77,7 @@ class DetectionSettings:
     force_suppress: bool = True
 
 
-@dataclass(frozen=True)
-class DeployConversion:
+class DeployConversion(NamedTuple):
     """Result of :func:`to_deploy_graph`."""
 
     graph: Graph

@@ -342,3 +342,23 @@ def test_memory_does_not_grow_with_the_params_size(
         tracemalloc.stop()
     assert result.params_path.stat().st_size == size
     assert peak < 16 << 20, f"peak {peak} bytes for a {size}-byte params file"
+
+
+def test_a_failed_fix_leaves_no_partial_file_and_no_new_folder(
+    model_dir: Path, tmp_path: Path, training_graph, write_params
+) -> None:
+    write_params(training_graph, model_dir / "model_algo_1-0000.params", extra={"arg:stray": (2,)})
+    out = tmp_path / "new" / "deploy"
+    with pytest.raises(ParamsMismatchError):
+        fix_model(model_dir, out)
+    assert not out.exists()
+    with pytest.raises(ParamsMismatchError):
+        fix_model(model_dir, model_dir)  # the folder existed: it stays, holding only its inputs
+    assert not list(model_dir.glob(".*")) and not list(model_dir.glob("deploy_*"))
+
+
+def test_link_params_shares_the_weights_file(model_dir: Path, tmp_path: Path) -> None:
+    result = fix_model(model_dir, tmp_path, link_params=True)
+    assert result.params_path.samefile(model_dir / "model_algo_1-0000.params")
+    copied = fix_model(model_dir, tmp_path / "copy")
+    assert not copied.params_path.samefile(model_dir / "model_algo_1-0000.params")

@@ -49,6 +49,17 @@ def _wait(describe, key):
     raise AssertionError("job did not finish")
 
 
+def _trained(split, run_id):
+    """The context of a run whose training job has finished (created here, so tests run alone)."""
+    ctx = _context(split, run_id)
+    op = DeepLensTrainingOperator(task_id="train_model", split=split, region_name="us-east-1")
+    with pytest.raises(TaskDeferred):
+        op.execute(ctx)
+    sm = boto3.client("sagemaker", endpoint_url=op.hook.conn.meta.endpoint_url, region_name="us-east-1")
+    _wait(lambda: sm.describe_training_job(TrainingJobName=training_job_name(run_id)), "TrainingJobStatus")
+    return ctx
+
+
 def test_training_creates_once_and_reattaches(split, aws_conn):
     ctx = _context(split, "manual__2026-11-24T06:00:00+00:00")
     name = training_job_name(ctx["run_id"])
@@ -133,7 +144,7 @@ def test_repack_uploads_beside_the_original_and_keeps_a_backup(split, aws_conn):
 
     from deeplens_pipeline.operators.model import RepackModelOperator
 
-    ctx = _context(split, "manual__2026-11-24T06:00:00+00:00")  # the run trained above
+    ctx = _trained(split, "manual__2026-11-24T08:00:00+00:00")
     picked = PickModelOperator(task_id="pick_model").execute(ctx)
     op = RepackModelOperator(task_id="repack_model", model=picked)
     result = op.execute(ctx)
