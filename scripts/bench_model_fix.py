@@ -187,6 +187,9 @@ def main() -> int:
                 print(f"{label:48} {wall:8.3f}  {inner:14.3f}  {rss:13.1f}")
             ratios = [pick(base, k) / pick(fix, k) for k in range(3)]
             print(f"{'ratio (deploy.py / fix)':48} {ratios[0]:7.1f}x  {ratios[1]:13.1f}x  {ratios[2]:12.1f}x")
+        wall_ratio = median(base, 0) / median(fix, 0)
+        verdict = "met" if wall_ratio >= 10 else "missed"
+        print(f"\ngoal: fix >= 10x faster in wall time (medians): {wall_ratio:.1f}x, {verdict}")
         (work / "small_runs").mkdir()
         _, fix_small = compare(small, "tiny", 2, 1, work / "small_runs")
         print(
