@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_MWAA = ROOT.parent / "shared" / "mwaa"
 CONSTRAINT_URL = "https://raw.githubusercontent.com/apache/airflow/constraints-3.3.1/constraints-3.12.txt"
 
 
@@ -31,12 +30,6 @@ def test_every_requirement_is_pinned():
             assert "==" in line, f"requirements/{name}: {line!r} is not pinned"
 
 
-def test_project_copy_of_the_constraints_matches_mwaa():
-    ours = (ROOT / "constraints" / "airflow-3.3.1-py3.12.txt").read_text()
-    if SHARED_MWAA.is_dir():
-        assert ours == (SHARED_MWAA / "airflow-constraints-3.3.1.txt").read_text()
-
-
 def test_nothing_overrides_an_mwaa_essential_pin():
     essential = {}
     for line in _lines(ROOT / "constraints" / "mwaa-essential-3.3.1.txt"):
@@ -52,9 +45,7 @@ def test_requirements_resolve_under_mwaa_constraints_for_python_312(tmp_path):
     """A dry-run resolution for Python 3.12 against the constraints MWAA uses (PyPI needed)."""
     uv = shutil.which("uv", path=str(Path(sys.executable).parent))
     assert uv, "uv is installed in the project's environment by the Makefile"
-    constraints = SHARED_MWAA / "airflow-constraints-3.3.1.txt"
-    if not constraints.exists():
-        constraints = ROOT / "constraints" / "airflow-3.3.1-py3.12.txt"
+    constraints = ROOT / "constraints" / "airflow-3.3.1-py3.12.txt"
     reqs = tmp_path / "requirements.in"
     reqs.write_text("\n".join(["apache-airflow==3.3.1", *_lines(ROOT / "requirements.txt")[1:]]) + "\n")
     result = subprocess.run(

@@ -7,7 +7,7 @@ from botocore.validate import ParamValidator
 
 from deeplens_pipeline import groundtruth as gt
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "groundtruth"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "groundtruth"
 
 
 def _validate(operation: str, request: dict) -> None:

@@ -10,7 +10,7 @@ import pytest
 from emulator.sample_dataset import generate_sample_dataset
 from ml_tools.sample_manifests import write_sample_manifests
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 REAL_TRAINING_GRAPH = FIXTURES / "sagemaker-model" / "model_algo_1-symbol.json"
 REAL_HYPERPARAMS = FIXTURES / "sagemaker-model" / "hyperparams.example.json"
 GROUNDTRUTH = FIXTURES / "groundtruth"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-FIXTURE_DIR = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "sagemaker-model"
+FIXTURE_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "sagemaker-model"
 TRAINING_SYMBOL = FIXTURE_DIR / "model_algo_1-symbol.json"
 EXAMPLE_HYPERPARAMS = FIXTURE_DIR / "hyperparams.example.json"
 V2_MAGIC = 0xF993FAC9

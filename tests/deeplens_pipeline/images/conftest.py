@@ -16,7 +16,7 @@ import pytest
 from botocore.config import Config
 from PIL import Image, ImageDraw
 
-FIXTURES = Path("/work/shared/fixtures")
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 PHOTOS = FIXTURES / "photos"
 GROUNDTRUTH = FIXTURES / "groundtruth"
 

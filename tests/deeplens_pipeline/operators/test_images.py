@@ -27,8 +27,8 @@ from deeplens_pipeline.operators.images import (
 )
 
 CONN_ID = "aws_images_test"
-PHOTOS = Path("/work/shared/fixtures/photos")
-GROUNDTRUTH = Path("/work/shared/fixtures/groundtruth")
+PHOTOS = Path(__file__).resolve().parents[2] / "fixtures" / "photos"
+GROUNDTRUTH = Path(__file__).resolve().parents[2] / "fixtures" / "groundtruth"
 REPO = Path(__file__).resolve().parents[3]
 
 
