@@ -96,7 +96,7 @@ with DAG(
         task_id="publish_lambda",
         multiple_outputs=True,
         function_name="{{ params.lambda_function_name }}",
-        role_arn="{{ params.role_arn }}",
+        role_arn="{{ params.lambda_role_arn }}",
         runtime="{{ params.lambda_runtime }}",
         **inference,
     )

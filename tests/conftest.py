@@ -13,6 +13,8 @@ _AIRFLOW_HOME = tempfile.mkdtemp(prefix="deeplens-airflow-home-")
 os.environ.setdefault("AIRFLOW_HOME", _AIRFLOW_HOME)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+# Job names hash the environment's id (else kept in an Airflow Variable): fixed for the tests.
+os.environ.setdefault("DEEPLENS_ENVIRONMENT", "tests")
 # Never reach a real AWS account from the tests.
 for _key, _value in {
     "AWS_ACCESS_KEY_ID": "testing",

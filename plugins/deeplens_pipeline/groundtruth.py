@@ -28,6 +28,20 @@ BUILTIN_LAMBDA_ACCOUNTS = {
     "ap-southeast-2": "454466003867",
 }
 LABEL_CONFIG_VERSION = "2018-11-28"
+# Task availability limits (HumanTaskConfig.TaskAvailabilityLifetimeInSeconds, botocore's model):
+# 12 hours for the public crowd, 30 days for private and vendor work teams.
+PUBLIC_MAX_AVAILABILITY_SECONDS = 12 * 3600
+MAX_AVAILABILITY_SECONDS = 30 * 24 * 3600
+MIN_AVAILABILITY_SECONDS = 60
+# The CORS rule AWS's "CORS Requirement for Input Image Data" page gives for the buckets holding a
+# labelling job's images (docs.aws.amazon.com/sagemaker/latest/dg/sms-cors-update.html): without a
+# rule like it, the workers' tasks fail. Only console-created jobs get one automatically.
+LABELING_CORS_RULE: dict[str, Any] = {
+    "AllowedHeaders": [],
+    "AllowedMethods": ["GET"],
+    "AllowedOrigins": ["*"],
+    "ExposeHeaders": ["Access-Control-Allow-Origin"],
+}
 TERMINAL_OK = "Completed"
 TERMINAL_BAD = ("Failed", "Stopped")
 
@@ -67,6 +81,35 @@ def builtin_lambda_arns(region: str) -> tuple[str, str]:
         )
     base = f"arn:aws:lambda:{region}:{account}:function"
     return f"{base}:PRE-BoundingBox", f"{base}:ACS-BoundingBox"
+
+
+def workforce_kind(workteam_arn: str) -> str:
+    """``private``, ``vendor`` or ``public``, from a work team ARN (``workteam/<kind>-crowd/...``)."""
+    resource = workteam_arn.split(":", 5)[-1]
+    kind = resource.split("/")[1] if resource.count("/") >= 2 else ""
+    kinds = {"private-crowd": "private", "vendor-crowd": "vendor", "public-crowd": "public"}
+    return kinds.get(kind, "private")
+
+
+def task_availability_seconds(timeout_days: float, workforce: str = "private") -> int:
+    """How long each task stays offered: the labelling wait, within the workforce's limit."""
+    limit = PUBLIC_MAX_AVAILABILITY_SECONDS if workforce == "public" else MAX_AVAILABILITY_SECONDS
+    return max(MIN_AVAILABILITY_SECONDS, min(limit, int(timeout_days * 24 * 3600)))
+
+
+def allows_labeling(rule: dict[str, Any]) -> bool:
+    """Whether a bucket CORS rule lets the workers' browsers GET images from any origin."""
+    return "GET" in rule.get("AllowedMethods", []) and "*" in rule.get("AllowedOrigins", [])
+
+
+def cors_with_labeling_rule(rules: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The bucket's CORS rules plus :data:`LABELING_CORS_RULE`, or None when a rule already allows it.
+
+    The bucket's own rules are kept, in order (S3 applies the first matching rule).
+    """
+    if any(allows_labeling(rule) for rule in rules):
+        return None
+    return [*rules, dict(LABELING_CORS_RULE)]
 
 
 def label_category_config(classes: Iterable[str]) -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from deeplens_pipeline.naming import run_token
-
 
 @dataclass(frozen=True)
 class BucketLayout:
@@ -42,9 +40,9 @@ class BucketLayout:
         """A report of one DAG run: ``reports/<run id made key-safe>/<name>``."""
         return f"{prefix}{run_segment(run_id)}/{name}"
 
-    def split_keys(self, run_id: str) -> tuple[str, str]:
-        """Train and validation manifests of one DAG run."""
-        base = f"manifests/runs/{run_token(run_id)}"
+    def split_keys(self, run_token: str) -> tuple[str, str]:
+        """Train and validation manifests of one DAG run (``RunScope.token``)."""
+        base = f"manifests/runs/{run_token}"
         return f"{base}/train.manifest", f"{base}/validation.manifest"
 
 

@@ -52,3 +52,30 @@ def split_labels(
     validation = sorted(ordered[:n_validation], key=lambda image: image.source_ref)
     train = sorted(ordered[n_validation:], key=lambda image: image.source_ref)
     return Split(train=train, validation=validation, dropped_empty=dropped)
+
+
+LABEL_HEADER_VALUES = 2
+VALUES_PER_BOX = 5
+
+
+def required_label_width(images: Sequence[LabelledImage]) -> int:
+    """The least ``label_width`` the built-in algorithm accepts for ``images``.
+
+    Each image's label is padded to ``label_width`` values: 2 of header and 5 per box, so the
+    busiest image sets the minimum. Too small a width fails the job only once its instance runs.
+    """
+    busiest = max((len(image.boxes) for image in images), default=0)
+    return LABEL_HEADER_VALUES + VALUES_PER_BOX * busiest
+
+
+def check_label_width(split: Split, label_width: int) -> None:
+    """Refuse a ``label_width`` too small for the split's busiest image, saying what it needs."""
+    images = [*split.train, *split.validation]
+    needed = required_label_width(images)
+    if label_width < needed:
+        busiest = max(images, key=lambda image: len(image.boxes))
+        raise SplitError(
+            f"params.label_width: {label_width} is too small: {busiest.source_ref} has "
+            f"{len(busiest.boxes)} boxes, which needs label_width >= {needed} (2 + 5 per box); "
+            f"the training job would fail after its instance started"
+        )

@@ -2,12 +2,16 @@
 
 Names derive from the DAG run's ``run_id`` (asset-triggered runs have no logical date), so a
 retried task computes the same name and re-attaches to its job instead of paying for a second one.
+SageMaker job names are unique per account and region (labelling job names can never be reused,
+and compare case-insensitively), so the name's token also covers the Airflow environment and the
+DAG: two environments or two DAGs in one account never share a job (:class:`RunScope`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from typing import NamedTuple
 
 # SageMaker job names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
 SAGEMAKER_NAME_MAX = 63
@@ -17,6 +21,23 @@ LAMBDA_NAME_MAX = 64
 NAME_PREFIX = "deeplens"
 _SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 _STAMP = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})")
+
+
+class RunScope(NamedTuple):
+    """What identifies one DAG run across an AWS account: environment, DAG and run id."""
+
+    environment: str
+    dag_id: str
+    run_id: str
+
+    @property
+    def token(self) -> str:
+        """A short hex token for this run of this DAG in this environment."""
+        if not self.run_id:
+            raise ValueError("run_id is empty: job names are built from the DAG run's run_id")
+        if not self.environment or not self.dag_id:
+            raise ValueError("a run scope needs the environment and the DAG id, not only the run id")
+        return run_token(f"{self.environment}\n{self.dag_id}\n{self.run_id}")
 
 
 def run_token(run_id: str, length: int = 10) -> str:
@@ -32,17 +53,18 @@ def _stamp(run_id: str) -> str:
     return "".join(match.groups()[:5]) if match else ""
 
 
-def job_name(kind: str, run_id: str, *, max_len: int = SAGEMAKER_NAME_MAX) -> str:
+def job_name(kind: str, scope: RunScope, *, max_len: int = SAGEMAKER_NAME_MAX) -> str:
     """``deeplens-<kind>-[<yyyymmddhhmm>-]<token>``: valid for SageMaker and within ``max_len``.
 
-    The token alone keeps names unique per run; the timestamp is added only while it fits.
+    The token alone keeps names unique per run, DAG and environment; the run's timestamp is added
+    only while it fits. Names are lower case (labelling job names compare case-insensitively).
     """
     kind = re.sub(r"[^a-zA-Z0-9]+", "-", kind).strip("-").lower()
     if not kind:
         raise ValueError("job kind must contain a letter or digit")
-    token = run_token(run_id)
+    token = scope.token
     base = f"{NAME_PREFIX}-{kind}"
-    stamp = _stamp(run_id)
+    stamp = _stamp(scope.run_id)
     name = f"{base}-{stamp}-{token}" if stamp else f"{base}-{token}"
     if len(name) > max_len:
         name = f"{base}-{token}"
@@ -56,19 +78,19 @@ def job_name(kind: str, run_id: str, *, max_len: int = SAGEMAKER_NAME_MAX) -> st
     return name
 
 
-def training_job_name(run_id: str) -> str:
+def training_job_name(scope: RunScope) -> str:
     """Training job name for this run (begins with ``deeplens-`` as DeepLens requires)."""
-    return job_name("train", run_id)
+    return job_name("train", scope)
 
 
-def tuning_job_name(run_id: str) -> str:
+def tuning_job_name(scope: RunScope) -> str:
     """Hyperparameter tuning job name for this run (at most 32 characters)."""
-    return job_name("tune", run_id, max_len=TUNING_NAME_MAX)
+    return job_name("tune", scope, max_len=TUNING_NAME_MAX)
 
 
-def labeling_job_name(run_id: str) -> str:
+def labeling_job_name(scope: RunScope) -> str:
     """Ground Truth labelling job name for this run."""
-    return job_name("label", run_id, max_len=LABELING_NAME_MAX)
+    return job_name("label", scope, max_len=LABELING_NAME_MAX)
 
 
 def client_token(purpose: str, run_id: str) -> str:

@@ -15,6 +15,10 @@ import jsonschema
 ARN_ROLE = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$"
 ARN_WORKTEAM = r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:workteam/[\w-]+/[\w-]+$"
 REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
+# Runtimes AWS Lambda still lets a function be created or updated with (late 2026; see the Lambda
+# runtimes page): python3.7 and python3.8 are refused, so a DeepLens function cannot use them.
+LAMBDA_RUNTIMES = ("python3.10", "python3.11", "python3.12", "python3.13")
+LAMBDA_RUNTIME_DEFAULT = "python3.12"
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,8 @@ PARAM_SPECS: dict[str, ParamSpec] = {
     "role_arn": _spec(
         "arn:aws:iam::123456789012:role/deeplens-sagemaker",
         "AWS",
-        "IAM role SageMaker (Ground Truth and training) assumes.",
+        "SageMaker execution role (Ground Truth, training, tuning): its trust policy must name "
+        "sagemaker.amazonaws.com (iam/sagemaker-execution-role*.json).",
         type="string",
         pattern=ARN_ROLE,
     ),
@@ -107,7 +112,8 @@ PARAM_SPECS: dict[str, ParamSpec] = {
     "workteam_arn": _spec(
         "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/deeplens-team",
         "Labelling",
-        "Ground Truth work team (private, vendor or public).",
+        "Ground Truth work team: private or vendor (the public crowd is refused: it needs a price "
+        "per task and shows the photos to anyone).",
         type="string",
         pattern=ARN_WORKTEAM,
     ),
@@ -236,9 +242,11 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         pattern=r"^deeplens_[A-Za-z0-9_-]{1,120}$",
     ),
     "deploy_method": _spec(
-        "greengrass-v1",
+        "greengrass-v2",
         "Device",
-        "How the model reaches the device: the classic Greengrass V1 path, Greengrass V2, or SSH.",
+        "How the model reaches the device: a Greengrass V2 component (works from MWAA: the device "
+        "pulls through AWS IoT), SSH (the worker must reach the device's address), or the classic "
+        "Greengrass V1 path (its support ended on 7 October 2026; kept for the record).",
         type="string",
         enum=["greengrass-v1", "greengrass-v2", "ssh"],
     ),
@@ -249,6 +257,14 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         type="string",
         pattern=r"^deeplens-[A-Za-z0-9_-]{1,55}$",
     ),
+    "lambda_role_arn": _spec(
+        "arn:aws:iam::123456789012:role/deeplens-lambda",
+        "Device",
+        "Execution role of the inference Lambda function: its trust policy must name "
+        "lambda.amazonaws.com (iam/lambda-execution-role*.json); the SageMaker role will not do.",
+        type="string",
+        pattern=ARN_ROLE,
+    ),
     "ssh_host": _spec(
         "", "Device", "deploy_method=ssh: the DeepLens's address.", type="string", maxLength=255
     ),
@@ -257,12 +273,12 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         "", "Device", "deploy_method=ssh: private key file on the worker.", type="string", maxLength=1024
     ),
     "lambda_runtime": _spec(
-        "python3.7",
+        LAMBDA_RUNTIME_DEFAULT,
         "Device",
-        "Runtime of the inference function: the DeepLens's Greengrass V1 core runs Python 3.7 "
-        "functions (AWS Lambda may refuse new functions on deprecated runtimes).",
+        "Runtime the inference Lambda is created with (one AWS Lambda still accepts). On a "
+        "Greengrass V1 core the function runs as Python 3.7 all the same (FunctionRuntimeOverride).",
         type="string",
-        enum=["python3.7", "python3.8", "python3.9", "python3.10", "python3.11", "python3.12"],
+        enum=list(LAMBDA_RUNTIMES),
     ),
     "detection_threshold": _spec(
         0.5, "Device", "Minimum score the device reports.", type="number", minimum=0, maximum=1
@@ -287,6 +303,7 @@ _PATTERN_REASONS = {
     "arn:aws:sagemaker:REGION:ACCOUNT:workteam/private-crowd/NAME",
     "thing_name": "must be the DeepLens IoT thing name, deeplens_<uuid>",
     "lambda_function_name": "must begin with 'deeplens-' (DeepLens only runs such functions)",
+    "lambda_role_arn": "must be an IAM role ARN such as arn:aws:iam::123456789012:role/NAME",
     "label_attribute": "must be 1-127 letters, digits or '-' and must not end in '-metadata' or '-ref'",
 }
 
@@ -320,7 +337,30 @@ def validate_params(params: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def param_warnings(values: dict[str, Any]) -> list[str]:
+    """What a checked configuration may get wrong on a real account, in words (logged, not fatal)."""
+    warnings = []
+    if values["deploy_method"] == "greengrass-v1":
+        warnings.append(
+            "params.deploy_method 'greengrass-v1': AWS ended Greengrass V1 support on 7 October 2026 and "
+            "its cloud resources are no longer reachable; choose 'greengrass-v2' (a Greengrass V2 core on "
+            "the DeepLens) or 'ssh' (see the README's device section)"
+        )
+    if values["role_arn"] == values["lambda_role_arn"]:
+        warnings.append(
+            "params.lambda_role_arn is the SageMaker role: Lambda refuses a role whose trust policy does "
+            "not name lambda.amazonaws.com"
+        )
+    return warnings
+
+
 def _check_cross_field(v: dict[str, Any]) -> None:
+    if ":workteam/public-crowd/" in v["workteam_arn"]:
+        raise ParamError(
+            "params.workteam_arn: the public crowd (Amazon Mechanical Turk) is not supported: it needs a "
+            "price per task and at most 12 hours of task availability, and it shows the photos to anyone; "
+            "use a private or vendor work team"
+        )
     workteam_region = v["workteam_arn"].split(":")[3]
     if workteam_region != v["region"]:
         raise ParamError(

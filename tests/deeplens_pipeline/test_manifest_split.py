@@ -3,7 +3,7 @@ import random
 import pytest
 
 from deeplens_pipeline.groundtruth import LabelledImage
-from deeplens_pipeline.manifest_split import SplitError, split_labels
+from deeplens_pipeline.manifest_split import SplitError, check_label_width, required_label_width, split_labels
 
 BOX = [{"class_id": 0, "left": 1, "top": 1, "width": 5, "height": 5}]
 
@@ -41,3 +41,20 @@ def test_both_halves_non_empty_and_errors():
         split_labels(images(1, empty=4))
     with pytest.raises(SplitError, match="params.validation_fraction"):
         split_labels(images(10), validation_fraction=1.0)
+
+
+def _busy(ref: str, boxes: int) -> LabelledImage:
+    box = {"class_id": 0, "left": 1, "top": 1, "width": 5, "height": 5}
+    return LabelledImage(ref, 100, 100, 3, [dict(box) for _ in range(boxes)])
+
+
+def test_label_width_must_fit_the_busiest_image():
+    images = [_busy("s3://b/a.jpg", 1), _busy("s3://b/busy.jpg", 10), _busy("s3://b/c.jpg", 2)]
+    split = split_labels(images, 0.34, 0)
+    assert required_label_width(images) == 52
+    check_label_width(split, 52)
+    with pytest.raises(SplitError) as err:
+        check_label_width(split, 50)
+    message = str(err.value)
+    assert message.startswith("params.label_width: 50 is too small")
+    assert "s3://b/busy.jpg has 10 boxes" in message and ">= 52" in message

@@ -1,6 +1,6 @@
 import pytest
 
-from deeplens_pipeline.params import PARAM_SPECS, ParamError, validate_params
+from deeplens_pipeline.params import PARAM_SPECS, ParamError, param_warnings, validate_params
 
 
 def test_defaults_are_valid():
@@ -54,3 +54,42 @@ def test_cross_field_rules():
 def test_every_spec_has_help_and_a_section():
     for name, spec in PARAM_SPECS.items():
         assert spec.description and spec.section, name
+
+
+def test_the_default_deploy_method_is_one_that_works_today():
+    values = validate_params({})
+    assert values["deploy_method"] == "greengrass-v2"
+    assert param_warnings(values) == []
+
+
+def test_greengrass_v1_is_selectable_with_a_clear_warning():
+    values = validate_params({"deploy_method": "greengrass-v1"})
+    (warning,) = param_warnings(values)
+    assert warning.startswith("params.deploy_method 'greengrass-v1'")
+    assert "7 October 2026" in warning and "greengrass-v2" in warning
+
+
+@pytest.mark.parametrize("runtime", ["python3.7", "python3.8"])
+def test_runtimes_lambda_refuses_are_refused_before_any_call(runtime):
+    with pytest.raises(ParamError, match=r"^params\.lambda_runtime: .* is not one of"):
+        validate_params({"lambda_runtime": runtime})
+
+
+def test_the_lambda_has_its_own_role():
+    values = validate_params({})
+    assert values["lambda_role_arn"] != values["role_arn"]
+    with pytest.raises(ParamError, match=r"^params\.lambda_role_arn: must be an IAM role ARN"):
+        validate_params({"lambda_role_arn": "deeplens-lambda"})
+    shared = validate_params({"lambda_role_arn": values["role_arn"]})
+    assert any("lambda.amazonaws.com" in w for w in param_warnings(shared))
+
+
+def test_the_public_crowd_is_refused_with_the_reason():
+    public = "arn:aws:sagemaker:us-east-1:394669845002:workteam/public-crowd/default"
+    with pytest.raises(ParamError, match=r"^params\.workteam_arn: the public crowd .* price per task"):
+        validate_params({"workteam_arn": public})
+
+
+def test_vendor_work_teams_are_accepted():
+    vendor = "arn:aws:sagemaker:us-east-1:123456789012:workteam/vendor-crowd/acme"
+    assert validate_params({"workteam_arn": vendor})["workteam_arn"] == vendor

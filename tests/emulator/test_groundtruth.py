@@ -7,7 +7,9 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from emulator.extension.groundtruth import map_box
+from deeplens_pipeline.groundtruth import LABELING_CORS_RULE
+from emulator.extension.groundtruth import cors_allows_workers, map_box
+from emulator.seed import ensure_role
 
 REGION = "us-east-1"
 ACS_LAMBDA = "arn:aws:lambda:us-east-1:432418664414:function:ACS-BoundingBox"
@@ -35,8 +37,12 @@ def aws(emulator, tmp_path_factory):
     )
     emulator.settings.answer_keys = (key,)
     clients = {s: boto3.client(s, endpoint_url=emulator.url, region_name=REGION) for s in ("s3", "sagemaker")}
+    ensure_role(
+        boto3.client("iam", endpoint_url=emulator.url, region_name=REGION), "r", "sagemaker-execution-role"
+    )
     s3 = clients["s3"]
     s3.create_bucket(Bucket="deeplens-gt")
+    s3.put_bucket_cors(Bucket="deeplens-gt", CORSConfiguration={"CORSRules": [LABELING_CORS_RULE]})
     buf = io.BytesIO()
     Image.new("RGB", (100, 100)).save(buf, "JPEG")
     transform = {"w": 200, "h": 100, "orientation": 1, "scale": 0.5, "dx": 0, "dy": 25, "size": 100}
@@ -141,8 +147,13 @@ def test_duplicate_name_and_bad_attribute_are_refused(aws):
         sm.create_labeling_job(**request(aws, "job-dup"))
     with pytest.raises(ClientError, match="must not end with"):
         sm.create_labeling_job(**request(aws, "job-attr", LabelAttributeName="x-ref"))
-    with pytest.raises(ClientError, match="ResourceNotFound"):
+    with pytest.raises(ClientError, match="ResourceInUse"):  # names compare case-insensitively
+        sm.create_labeling_job(**request(aws, "JOB-DUP"))
+    # The real service answers an unknown labelling job with ValidationException, not ResourceNotFound.
+    with pytest.raises(ClientError) as err:
         sm.describe_labeling_job(LabelingJobName="no-such-job")
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    assert "not found" in err.value.response["Error"]["Message"]
 
 
 def test_unknown_workteam_is_refused(aws):
@@ -203,3 +214,46 @@ def test_map_box_clips_and_drops():
         "height": 20,
     }
     assert map_box({"left": 0, "top": 10, "width": 20, "height": 20}, t) is None
+
+
+def test_a_job_whose_images_bucket_has_no_cors_rule_fails_with_the_reason(aws):
+    s3, sm = aws["s3"], aws["sagemaker"]
+    s3.create_bucket(Bucket="deeplens-gt-nocors")
+    s3.copy_object(Bucket="deeplens-gt-nocors", Key="photo.jpg", CopySource="deeplens-gt/input/photo.jpg")
+    s3.put_object(
+        Bucket="deeplens-gt",
+        Key="m/nocors.manifest",
+        Body=b'{"source-ref": "s3://deeplens-gt-nocors/photo.jpg"}\n',
+    )
+    body = request(aws, "job-nocors")
+    body["InputConfig"]["DataSource"]["S3DataSource"]["ManifestS3Uri"] = "s3://deeplens-gt/m/nocors.manifest"
+    sm.create_labeling_job(**body)
+    job = wait(sm, "job-nocors")
+    assert job["LabelingJobStatus"] == "Failed"
+    assert "s3://deeplens-gt-nocors" in job["FailureReason"] and "CORS" in job["FailureReason"]
+
+
+def test_cors_rules_as_s3_matches_origins():
+    portal = [{"AllowedMethods": ["GET"], "AllowedOrigins": ["https://*.labeling.us-east-1.sagemaker.aws"]}]
+    assert cors_allows_workers(portal, "us-east-1")
+    assert not cors_allows_workers(portal, "eu-west-1")
+    assert cors_allows_workers([LABELING_CORS_RULE], "eu-west-1")
+    assert not cors_allows_workers([{"AllowedMethods": ["PUT"], "AllowedOrigins": ["*"]}], "us-east-1")
+    assert not cors_allows_workers([], "us-east-1")
+
+
+def test_public_crowd_needs_a_price_and_at_most_twelve_hours(aws):
+    sm = aws["sagemaker"]
+    body = request(aws, "job-public")
+    public = "arn:aws:sagemaker:us-east-1:394669845002:workteam/public-crowd/default"
+    body["HumanTaskConfig"]["WorkteamArn"] = public
+    with pytest.raises(ClientError, match="PublicWorkforceTaskPrice is required"):
+        sm.create_labeling_job(**body)
+    price = {"AmountInUsd": {"Dollars": 0, "Cents": 3, "TenthFractionsOfACent": 6}}
+    body["HumanTaskConfig"].update(PublicWorkforceTaskPrice=price, TaskAvailabilityLifetimeInSeconds=43201)
+    with pytest.raises(ClientError, match="exceeds the maximum of 43200"):
+        sm.create_labeling_job(**body)
+    private = request(aws, "job-private-long")
+    private["HumanTaskConfig"]["TaskAvailabilityLifetimeInSeconds"] = 30 * 86400 + 1
+    with pytest.raises(ClientError, match="exceeds the maximum of 2592000"):
+        sm.create_labeling_job(**private)

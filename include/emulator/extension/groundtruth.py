@@ -13,6 +13,7 @@ maps the boxes through the ``deeplens-transform`` metadata (the preprocessing ge
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import json
 import logging
@@ -23,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from moto.core.responses import ActionResult, EmptyResult
-from moto.sagemaker.exceptions import ResourceInUseException, ResourceNotFound, ValidationError
+from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
 from moto.sagemaker.responses import SageMakerResponse
 from PIL import Image
 
@@ -106,15 +107,11 @@ def _create_labeling_job(self: SageMakerResponse) -> ActionResult:
     if attribute.endswith(("-metadata", "-ref")):
         raise ValidationError(f"LabelAttributeName {attribute!r} must not end with '-metadata' or '-ref'")
     human = self._get_param("HumanTaskConfig")
-    if (
-        _find_workteam(self.current_account, self.region, human["WorkteamArn"]) is None
-        and ":workteam/public-crowd/" not in human["WorkteamArn"]
-    ):
-        raise ValidationError(f"Workteam {human['WorkteamArn']} does not exist")
-    key = (self.current_account, self.region, name)
+    _check_workforce(self.current_account, self.region, human)
+    key = _job_key(self.current_account, self.region, name)
     arn = f"arn:aws:sagemaker:{self.region}:{self.current_account}:labeling-job/{name.lower()}"
     with _lock:
-        if key in _jobs:
+        if key in _jobs:  # names are never reusable, and compare case-insensitively
             raise ResourceInUseException(
                 f"Labeling job {name} already exists (ARN {_jobs[key]['LabelingJobArn']})"
             )
@@ -143,6 +140,36 @@ def _create_labeling_job(self: SageMakerResponse) -> ActionResult:
     return ActionResult({"LabelingJobArn": arn})
 
 
+def _job_key(account: str, region: str, name: str) -> tuple[str, str, str]:
+    """Labelling job names are unique per account and region, compared case-insensitively."""
+    return (account, region, name.lower())
+
+
+# HumanTaskConfig limits by workforce (botocore's sagemaker model, TaskAvailabilityLifetimeInSeconds
+# and PublicWorkforceTaskPrice): the public crowd (Mechanical Turk) at most 12 hours and a price per
+# task; private and vendor work teams at most 30 days.
+_PUBLIC_MAX_AVAILABILITY = 12 * 3600
+_MAX_AVAILABILITY = 30 * 24 * 3600
+
+
+def _check_workforce(account: str, region: str, human: dict[str, Any]) -> None:
+    arn = human["WorkteamArn"]
+    public = ":workteam/public-crowd/" in arn
+    if not public and ":workteam/vendor-crowd/" not in arn and _find_workteam(account, region, arn) is None:
+        raise ValidationError(f"Workteam {arn} does not exist")
+    availability = human.get("TaskAvailabilityLifetimeInSeconds")
+    limit = _PUBLIC_MAX_AVAILABILITY if public else _MAX_AVAILABILITY
+    if availability is not None and availability > limit:
+        raise ValidationError(
+            f"TaskAvailabilityLifetimeInSeconds {availability} exceeds the maximum of {limit} seconds "
+            f"for a {'public' if public else 'private or vendor'} workforce"
+        )
+    if public and not human.get("PublicWorkforceTaskPrice"):
+        raise ValidationError(
+            "PublicWorkforceTaskPrice is required when the workforce is public (Amazon Mechanical Turk)"
+        )
+
+
 def _counters(labeled: int, unlabeled: int, failed: int = 0) -> dict[str, int]:
     return {
         "TotalLabeled": labeled,
@@ -154,10 +181,12 @@ def _counters(labeled: int, unlabeled: int, failed: int = 0) -> dict[str, int]:
 
 
 def _get_job(self: SageMakerResponse) -> dict[str, Any]:
+    # The service model lists ResourceNotFound, but the real service answers an unknown labelling
+    # job with ValidationException (AWS's sagemaker-controller maps its "not found" so).
     name = self._get_param("LabelingJobName")
-    job = _jobs.get((self.current_account, self.region, name))
+    job = _jobs.get(_job_key(self.current_account, self.region, name))
     if job is None:
-        raise ResourceNotFound(f"Could not find labeling job {name}")
+        raise ValidationError(f"Requested resource not found: labeling job {name} does not exist")
     return job
 
 
@@ -247,8 +276,9 @@ def _status(key: tuple[str, str, str]) -> str:
 
 
 def _workforce(runtime: Runtime, key: tuple[str, str, str]) -> None:
-    _, region, name = key
+    _, region, _ = key
     job = dict(_jobs[key])
+    name = job["LabelingJobName"]
     deadline = time.monotonic() + runtime.settings.labeling_delay_seconds
     while time.monotonic() < deadline:
         if _status(key) == "Stopping":
@@ -266,6 +296,7 @@ def _workforce(runtime: Runtime, key: tuple[str, str, str]) -> None:
     s3 = runtime.client("s3", region)
     try:
         lines, classes = _read_inputs(s3, job)
+        _check_cors(s3, lines)
         answers = load_answer_keys(runtime.settings.answer_keys)
         output = [_label(s3, job, line, classes, answers) for line in lines]
     except Exception as err:  # the job fails with the reason, as Ground Truth reports it
@@ -303,6 +334,32 @@ def _read_inputs(s3: Any, job: dict[str, Any]) -> tuple[list[str], list[str]]:
     cb, ck = split_s3_uri(config_uri)
     config = json.loads(s3.get_object(Bucket=cb, Key=ck)["Body"].read())
     return lines, [entry["label"] for entry in config["labels"]]
+
+
+def cors_allows_workers(rules: list[dict[str, Any]], region: str) -> bool:
+    """Whether a bucket's CORS rules let the worker portal (``https://*.labeling.<region>.sagemaker.aws``)
+    GET its images, as S3 matches origins: exact, ``*``, or one ``*`` wildcard."""
+    origin = f"https://deeplens-team.labeling.{region}.sagemaker.aws"
+    return any(
+        "GET" in rule.get("AllowedMethods", [])
+        and any(fnmatch.fnmatchcase(origin, pattern) for pattern in rule.get("AllowedOrigins", []))
+        for rule in rules
+    )
+
+
+def _check_cors(s3: Any, lines: list[str]) -> None:
+    """Ground Truth's tasks fail when a bucket holding input images has no suitable CORS rule."""
+    buckets = sorted({split_s3_uri(json.loads(line)["source-ref"])[0] for line in lines})
+    for bucket in buckets:
+        try:
+            rules = s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
+        except s3.exceptions.ClientError:
+            rules = []
+        if not cors_allows_workers(rules, s3.meta.region_name):
+            raise ValueError(
+                f"the workers' browsers could not load the images in s3://{bucket}: the bucket has no CORS "
+                "rule allowing GET from the labeling portal (see 'CORS Requirement for Input Image Data')"
+            )
 
 
 def _label(

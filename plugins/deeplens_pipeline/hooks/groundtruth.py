@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+from botocore.exceptions import ClientError
 
 WAITERS = Path(__file__).resolve().parent.parent / "waiters" / "sagemaker.json"
 
@@ -22,8 +23,17 @@ class GroundTruthHook(SageMakerHook):
         return WAITERS
 
     def describe_labeling_job(self, name: str) -> dict[str, Any] | None:
-        """DescribeLabelingJob, or None when no job has that name."""
+        """DescribeLabelingJob, or None when no job has that name.
+
+        The service model lists ``ResourceNotFound``, but the real service answers an unknown name
+        with ``ValidationException`` (as AWS's own sagemaker-controller expects). Our names are
+        valid by construction and boto3 has checked the request's shape, so here a
+        ``ValidationException`` can only mean "no such job"; both answers are taken as that.
+        """
         try:
             return self.conn.describe_labeling_job(LabelingJobName=name)
-        except self.conn.exceptions.ResourceNotFound:
-            return None
+        except ClientError as err:
+            if err.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
+                self.log.info("No labelling job %s yet (%s)", name, err.response["Error"].get("Message"))
+                return None
+            raise

@@ -2,20 +2,54 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import BaseOperator
 
 from deeplens_pipeline.layout import BucketLayout
+from deeplens_pipeline.naming import RunScope
 from deeplens_pipeline.params import validate_params
 
 DEFAULT_CONN_ID = "aws_deeplens"
+ENVIRONMENT_ENV = "DEEPLENS_ENVIRONMENT"
+ENVIRONMENT_VARIABLE = "deeplens_environment_id"
 
 
 def run_config(context: Any) -> dict[str, Any]:
     """The DAG run's parameters, checked (the error names the parameter)."""
     return validate_params(dict(context["params"]))
+
+
+def environment_id() -> str:
+    """What tells this Airflow environment apart from others using the same AWS account.
+
+    ``$DEEPLENS_ENVIRONMENT`` when set (e.g. the MWAA environment's name); otherwise a random id
+    kept in the Airflow Variable ``deeplens_environment_id``, created by the first run's first
+    task. Job names hash it, so deleting that Variable makes later runs use new names.
+    """
+    value = os.environ.get(ENVIRONMENT_ENV, "").strip()
+    if value:
+        return value
+    from airflow.sdk import Variable
+
+    value = Variable.get(ENVIRONMENT_VARIABLE, default=None)
+    if not value:
+        value = uuid.uuid4().hex
+        Variable.set(ENVIRONMENT_VARIABLE, value, description="Keeps this environment's AWS job names apart")
+    return value
+
+
+def run_scope(context: Any) -> RunScope:
+    """This task's run, DAG and environment: what job names and idempotency tokens derive from."""
+    dag_run = context.get("dag_run")
+    dag_id = getattr(context.get("dag"), "dag_id", None) or getattr(dag_run, "dag_id", None)
+    run_id = context.get("run_id") or getattr(dag_run, "run_id", None)
+    if not dag_id or not run_id:
+        raise ValueError("the task context names no DAG or no run: job names derive from both")
+    return RunScope(environment_id(), dag_id, run_id)
 
 
 class PipelineOperator(BaseOperator):

@@ -7,8 +7,8 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from deeplens_pipeline.naming import labeling_job_name, training_job_name, tuning_job_name
-from deeplens_pipeline.operators.base import PipelineOperator, run_config
-from deeplens_pipeline.params import ParamError
+from deeplens_pipeline.operators.base import PipelineOperator, run_config, run_scope
+from deeplens_pipeline.params import ParamError, param_warnings
 
 
 class CheckParamsOperator(PipelineOperator):
@@ -23,11 +23,19 @@ class CheckParamsOperator(PipelineOperator):
             config = run_config(context)
         except ParamError as err:
             raise AirflowFailException(str(err)) from None
-        run_id = context["run_id"]
+        for warning in param_warnings(config):
+            self.log.warning("%s", warning)
+        scope = run_scope(context)
         names = {
-            "labeling_job": labeling_job_name(run_id),
-            "training_job": training_job_name(run_id),
-            "tuning_job": tuning_job_name(run_id),
+            "labeling_job": labeling_job_name(scope),
+            "training_job": training_job_name(scope),
+            "tuning_job": tuning_job_name(scope),
         }
-        self.log.info("Parameters are valid. Job names for run %s: %s", run_id, names)
-        return {"params": config, "job_names": names}
+        self.log.info(
+            "Parameters are valid. Job names for run %s of %s in environment %s: %s",
+            scope.run_id,
+            scope.dag_id,
+            scope.environment,
+            names,
+        )
+        return {"params": config, "job_names": names, "warnings": param_warnings(config)}

@@ -13,7 +13,7 @@ from deeplens_pipeline import groundtruth as gt
 from deeplens_pipeline.hooks.groundtruth import GroundTruthHook
 from deeplens_pipeline.layout import BucketLayout, split_s3_uri
 from deeplens_pipeline.naming import labeling_job_name
-from deeplens_pipeline.operators.base import PipelineOperator, run_config
+from deeplens_pipeline.operators.base import PipelineOperator, run_config, run_scope
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -55,7 +55,7 @@ class GroundTruthLabelingOperator(PipelineOperator):
         layout = self.layout(config)
         s3 = self.s3(config)
         hook = GroundTruthHook(aws_conn_id=self.aws_conn_id, region_name=config["region"])
-        name = labeling_job_name(context["run_id"])
+        name = labeling_job_name(run_scope(context))
         job = hook.describe_labeling_job(name)
         if job is None:
             labels = self._merge_prelabelled(s3, layout, config, name)
@@ -98,7 +98,7 @@ class GroundTruthLabelingOperator(PipelineOperator):
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         config = run_config(context)
         hook = GroundTruthHook(aws_conn_id=self.aws_conn_id, region_name=config["region"])
-        name = labeling_job_name(context["run_id"])
+        name = labeling_job_name(run_scope(context))
         if not event or event.get("status") != "success":
             job = hook.describe_labeling_job(name) or {}
             raise AirflowException(
@@ -121,6 +121,26 @@ class GroundTruthLabelingOperator(PipelineOperator):
             write_labels(s3, layout, labels, config, f"{tag}-prelabelled")
         return labels
 
+    def _ensure_cors(self, s3: S3Hook, bucket: str) -> None:
+        """Give the images' bucket the CORS rule Ground Truth's workers need (kept if present)."""
+        client = s3.get_conn()
+        try:
+            rules = client.get_bucket_cors(Bucket=bucket)["CORSRules"]
+        except client.exceptions.ClientError as err:
+            if err.response["Error"]["Code"] != "NoSuchCORSConfiguration":
+                raise
+            rules = []
+        wanted = gt.cors_with_labeling_rule(rules)
+        if wanted is None:
+            self.log.info("Bucket %s already lets the workers' browsers read its images (CORS)", bucket)
+            return
+        client.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": wanted})
+        self.log.info(
+            "Added the CORS rule Ground Truth needs to bucket %s (kept its %d existing rule(s))",
+            bucket,
+            len(rules),
+        )
+
     def _create_job(
         self,
         hook: GroundTruthHook,
@@ -130,6 +150,7 @@ class GroundTruthLabelingOperator(PipelineOperator):
         name: str,
         todo: list[str],
     ) -> None:
+        self._ensure_cors(s3, layout.bucket)
         manifest_key = layout.labeling_input_key(name)
         s3.load_string(gt.input_manifest(todo), manifest_key, layout.bucket, replace=True)
         s3.load_string(
@@ -151,6 +172,9 @@ class GroundTruthLabelingOperator(PipelineOperator):
             task_description=config["task_description"],
             workers_per_image=config["workers_per_image"],
             task_time_limit_seconds=config["task_time_limit_seconds"],
+            task_availability_seconds=gt.task_availability_seconds(
+                config["labeling_timeout_days"], gt.workforce_kind(config["workteam_arn"])
+            ),
             tags={"deeplens:pipeline": "object-detection"},
         )
         arn = hook.conn.create_labeling_job(**request)["LabelingJobArn"]

@@ -7,8 +7,8 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowException
 
 from deeplens_pipeline import groundtruth as gt
-from deeplens_pipeline.manifest_split import SplitError, split_labels
-from deeplens_pipeline.operators.base import PipelineOperator, run_config
+from deeplens_pipeline.manifest_split import SplitError, check_label_width, required_label_width, split_labels
+from deeplens_pipeline.operators.base import PipelineOperator, run_config, run_scope
 from deeplens_pipeline.operators.labeling import read_labels
 
 
@@ -25,9 +25,10 @@ class SplitManifestOperator(PipelineOperator):
         labels = read_labels(s3, layout, layout.labels_key, config)
         try:
             split = split_labels(labels, config["validation_fraction"], config["split_seed"])
+            check_label_width(split, config["label_width"])
         except SplitError as err:
             raise AirflowException(f"{layout.uri(layout.labels_key)}: {err}") from None
-        train_key, validation_key = layout.split_keys(context["run_id"])
+        train_key, validation_key = layout.split_keys(run_scope(context).token)
         for key, part in ((train_key, split.train), (validation_key, split.validation)):
             body = "".join(i.to_line(config["label_attribute"], config["classes"]) + "\n" for i in part)
             s3.load_string(body, key, layout.bucket, replace=True)
@@ -37,6 +38,7 @@ class SplitManifestOperator(PipelineOperator):
             "train_count": len(split.train),
             "validation_count": len(split.validation),
             "dropped_empty": split.dropped_empty,
+            "label_width_needed": required_label_width([*split.train, *split.validation]),
             "train_boxes": gt.summarise(split.train, config["classes"]).as_dict()["boxes"],
             "validation_boxes": gt.summarise(split.validation, config["classes"]).as_dict()["boxes"],
         }

@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 
 from deeplens_pipeline import training
 from deeplens_pipeline.naming import training_job_name, tuning_job_name
-from deeplens_pipeline.operators.base import DEFAULT_CONN_ID, PipelineOperator, run_config
+from deeplens_pipeline.operators.base import DEFAULT_CONN_ID, PipelineOperator, run_config, run_scope
 
 RUNNING = ("InProgress", "Stopping")
 
@@ -53,7 +53,19 @@ def _channels(split: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class DeepLensTrainingOperator(SageMakerTrainingOperator):
+class _TriggersInTheRunsRegion:
+    """The provider's SageMaker operators build their trigger without a region, so it would poll
+    in the connection's region while the job was created in ``params.region``: pass it through."""
+
+    region_name: str | None
+
+    def defer(self, *, trigger: Any, **kwargs: Any) -> None:
+        if isinstance(trigger, SageMakerTrigger) and not trigger.region_name:
+            trigger.region_name = self.region_name
+        super().defer(trigger=trigger, **kwargs)  # type: ignore[misc]
+
+
+class DeepLensTrainingOperator(_TriggersInTheRunsRegion, SageMakerTrainingOperator):
     """Train the built-in object detector on this run's split; re-attach on retry."""
 
     template_fields = (*SageMakerTrainingOperator.template_fields, "split")
@@ -71,7 +83,7 @@ class DeepLensTrainingOperator(SageMakerTrainingOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         config = run_config(context)
-        name = training_job_name(context["run_id"])
+        name = training_job_name(run_scope(context))
         self.check_interval, self.max_attempts = _poll_budget(config)
         existing = _describe_or_none(self.hook.describe_training_job, name)
         if existing is None:
@@ -104,7 +116,7 @@ class DeepLensTrainingOperator(SageMakerTrainingOperator):
         )
 
 
-class DeepLensTuningOperator(SageMakerTuningOperator):
+class DeepLensTuningOperator(_TriggersInTheRunsRegion, SageMakerTuningOperator):
     """Tune learning rate and optimizer for validation:mAP; re-attach on retry."""
 
     template_fields = (*SageMakerTuningOperator.template_fields, "split")
@@ -115,7 +127,7 @@ class DeepLensTuningOperator(SageMakerTuningOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         config = run_config(context)
-        name = tuning_job_name(context["run_id"])
+        name = tuning_job_name(run_scope(context))
         poll, attempts = _poll_budget(config, jobs=config["tuning_max_jobs"])
         existing = _describe_or_none(self.hook.describe_tuning_job, name)
         if existing is None:
@@ -163,7 +175,7 @@ class PickModelOperator(PipelineOperator):
         hook = SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=config["region"])
         tuning_name = None
         if config["training_mode"] == "tune":
-            tuning_name = tuning_job_name(context["run_id"])
+            tuning_name = tuning_job_name(run_scope(context))
             tuning = hook.describe_tuning_job(tuning_name)
             best = tuning.get("BestTrainingJob")
             if not best:
@@ -176,7 +188,7 @@ class PickModelOperator(PipelineOperator):
                 "Best training job of %s: %s with %s", tuning_name, name, best.get("TunedHyperParameters")
             )
         else:
-            name = training_job_name(context["run_id"])
+            name = training_job_name(run_scope(context))
         job = hook.describe_training_job(name)
         if job["TrainingJobStatus"] != "Completed":
             raise AirflowException(f"Training job {name} is {job['TrainingJobStatus']}, not Completed")

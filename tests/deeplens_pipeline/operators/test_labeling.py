@@ -3,6 +3,7 @@
 import io
 import json
 import time
+from types import SimpleNamespace
 
 import boto3
 import pytest
@@ -10,6 +11,7 @@ from airflow.sdk.exceptions import TaskDeferred
 from PIL import Image
 
 from deeplens_pipeline.naming import labeling_job_name
+from deeplens_pipeline.operators.base import run_scope
 from deeplens_pipeline.operators.labeling import GroundTruthLabelingOperator
 
 BUCKET = "deeplens-label-op"
@@ -66,7 +68,11 @@ def setup(emulator, aws_conn, tmp_path):
 
 
 def _context(params, run_id):
-    return {"params": params, "run_id": run_id}
+    return {
+        "params": params,
+        "run_id": run_id,
+        "dag_run": SimpleNamespace(dag_id="deeplens_object_detection"),
+    }
 
 
 def _wait(sm, name):
@@ -88,7 +94,7 @@ def slow_workers(emulator):
 def test_create_defer_reattach_merge_then_skip(setup, slow_workers):
     op = GroundTruthLabelingOperator(task_id="label_images")
     ctx = _context(setup["params"], "manual__2026-11-24T05:00:00+00:00")
-    name = labeling_job_name(ctx["run_id"])
+    name = labeling_job_name(run_scope(ctx))
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(ctx)
     trigger = deferred.value.trigger
@@ -130,7 +136,7 @@ def test_failed_job_fails_the_task_with_its_reason(setup, slow_workers):
     from airflow.sdk.exceptions import AirflowException
 
     ctx = _context(setup["params"], "manual__2026-11-26T05:00:00+00:00")
-    name = labeling_job_name(ctx["run_id"])
+    name = labeling_job_name(run_scope(ctx))
     with pytest.raises(TaskDeferred):
         GroundTruthLabelingOperator(task_id="label_images").execute(ctx)
     setup["sm"].stop_labeling_job(LabelingJobName=name)
@@ -160,7 +166,7 @@ def test_images_that_came_with_boxes_skip_labelling(setup):
         Body=pre.to_line("bounding-box", ["box"]).encode(),
     )
     ctx = _context(setup["params"], "manual__2026-11-27T05:00:00+00:00")
-    name = labeling_job_name(ctx["run_id"])
+    name = labeling_job_name(run_scope(ctx))
     with pytest.raises(TaskDeferred):
         GroundTruthLabelingOperator(task_id="label_images").execute(ctx)
     manifest = setup["s3"].get_object(Bucket=BUCKET, Key=f"manifests/labeling/{name}/input.manifest")["Body"]
@@ -173,3 +179,34 @@ def test_images_that_came_with_boxes_skip_labelling(setup):
     assert result["total"]["images"] == 3
     labels = setup["s3"].get_object(Bucket=BUCKET, Key="manifests/labels.manifest")["Body"].read().decode()
     assert '"left":1,"top":2' in labels  # the box that came with the photo, kept
+
+
+def test_the_bucket_gets_the_cors_rule_workers_need_and_keeps_its_own(setup):
+    """Ground Truth's tasks fail without CORS on the images' bucket; the bucket's own rules stay."""
+    theirs = {
+        "AllowedMethods": ["PUT"],
+        "AllowedOrigins": ["https://uploads.example.com"],
+        "MaxAgeSeconds": 60,
+    }
+    setup["s3"].put_bucket_cors(Bucket=BUCKET, CORSConfiguration={"CORSRules": [theirs]})
+    ctx = _context(setup["params"], "manual__2026-11-28T05:00:00+00:00")
+    with pytest.raises(TaskDeferred):
+        GroundTruthLabelingOperator(task_id="label_images").execute(ctx)
+    rules = setup["s3"].get_bucket_cors(Bucket=BUCKET)["CORSRules"]
+    assert len(rules) == 2
+    assert rules[0]["AllowedOrigins"] == theirs["AllowedOrigins"] and rules[0]["MaxAgeSeconds"] == 60
+    assert rules[1]["AllowedMethods"] == ["GET"] and rules[1]["AllowedOrigins"] == ["*"]
+    name = labeling_job_name(run_scope(ctx))
+    _wait(setup["sm"], name)  # the emulator's workforce, which checks CORS, completes the job
+
+
+def test_a_first_run_on_an_account_that_answers_validation_exception_creates_its_job(setup):
+    """Real SageMaker answers DescribeLabelingJob on an unknown name with ValidationException."""
+    sm = setup["sm"]
+    with pytest.raises(sm.exceptions.ClientError) as err:
+        sm.describe_labeling_job(LabelingJobName="deeplens-label-never-created")
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    ctx = _context(setup["params"], "manual__2026-11-29T05:00:00+00:00")
+    with pytest.raises(TaskDeferred):
+        GroundTruthLabelingOperator(task_id="label_images").execute(ctx)
+    assert sm.describe_labeling_job(LabelingJobName=labeling_job_name(run_scope(ctx)))

@@ -1,12 +1,14 @@
 """Training, tuning and pick-model operators against the emulator: no duplicate paid jobs."""
 
 import time
+from types import SimpleNamespace
 
 import boto3
 import pytest
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 
-from deeplens_pipeline.naming import training_job_name, tuning_job_name
+from deeplens_pipeline.naming import RunScope, training_job_name, tuning_job_name
+from deeplens_pipeline.operators.base import run_scope
 from deeplens_pipeline.operators.training import (
     DeepLensTrainingOperator,
     DeepLensTuningOperator,
@@ -16,10 +18,19 @@ from emulator.sample_dataset import generate_sample_dataset
 from tests.conftest import stage_sample_split
 
 BUCKET = "deeplens-train-op"
+DAG_ID = "deeplens_object_detection"
+
+
+def _scope(run_id: str) -> RunScope:
+    return run_scope({"run_id": run_id, "dag_run": SimpleNamespace(dag_id=DAG_ID)})
 
 
 @pytest.fixture(scope="module")
 def split(emulator, tmp_path_factory):
+    from emulator.seed import ensure_role
+
+    iam = boto3.client("iam", endpoint_url=emulator.url, region_name="us-east-1")
+    ensure_role(iam, "deeplens-sagemaker", "sagemaker-execution-role")  # the default params.role_arn
     root = generate_sample_dataset(tmp_path_factory.mktemp("ds"), n_images=5)
     return stage_sample_split(emulator.url, BUCKET, root, n_train=3)
 
@@ -27,6 +38,7 @@ def split(emulator, tmp_path_factory):
 def _context(split, run_id, **params):
     return {
         "run_id": run_id,
+        "dag_run": SimpleNamespace(dag_id=DAG_ID),
         "params": {
             "bucket": BUCKET,
             "classes": split["classes"],
@@ -56,13 +68,16 @@ def _trained(split, run_id):
     with pytest.raises(TaskDeferred):
         op.execute(ctx)
     sm = boto3.client("sagemaker", endpoint_url=op.hook.conn.meta.endpoint_url, region_name="us-east-1")
-    _wait(lambda: sm.describe_training_job(TrainingJobName=training_job_name(run_id)), "TrainingJobStatus")
+    _wait(
+        lambda: sm.describe_training_job(TrainingJobName=training_job_name(_scope(run_id))),
+        "TrainingJobStatus",
+    )
     return ctx
 
 
 def test_training_creates_once_and_reattaches(split, aws_conn):
     ctx = _context(split, "manual__2026-11-24T06:00:00+00:00")
-    name = training_job_name(ctx["run_id"])
+    name = training_job_name(run_scope(ctx))
     op = DeepLensTrainingOperator(task_id="train_model", split=split, region_name="us-east-1")
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(ctx)
@@ -92,7 +107,7 @@ def test_missing_manifest_fails_before_any_job(split, aws_conn):
     with pytest.raises(AirflowException, match="does not exist"):  # the provider checks S3 first
         op.execute(ctx)
     sm = boto3.client("sagemaker", endpoint_url=op.hook.conn.meta.endpoint_url, region_name="us-east-1")
-    assert sm.list_training_jobs(NameContains=training_job_name(ctx["run_id"]))["TrainingJobSummaries"] == []
+    assert sm.list_training_jobs(NameContains=training_job_name(run_scope(ctx)))["TrainingJobSummaries"] == []
 
 
 def test_failed_job_is_reported_not_restarted(split, aws_conn):
@@ -100,7 +115,7 @@ def test_failed_job_is_reported_not_restarted(split, aws_conn):
     from deeplens_pipeline.training import training_job_config
 
     ctx = _context(split, "manual__2026-11-24T07:30:00+00:00")
-    name = training_job_name(ctx["run_id"])
+    name = training_job_name(run_scope(ctx))
     op = DeepLensTrainingOperator(task_id="train_model", split=split, region_name="us-east-1")
     sm = boto3.client("sagemaker", endpoint_url=op.hook.conn.meta.endpoint_url, region_name="us-east-1")
     sm.create_training_job(
@@ -121,7 +136,7 @@ def test_failed_job_is_reported_not_restarted(split, aws_conn):
 
 def test_tuning_then_pick_the_best(split, aws_conn):
     ctx = _context(split, "manual__2026-11-24T08:00:00+00:00", training_mode="tune")
-    name = tuning_job_name(ctx["run_id"])
+    name = tuning_job_name(run_scope(ctx))
     op = DeepLensTuningOperator(task_id="tune_model", split=split, region_name="us-east-1")
     with pytest.raises(TaskDeferred):
         op.execute(ctx)
@@ -172,3 +187,16 @@ def test_repack_uploads_beside_the_original_and_keeps_a_backup(split, aws_conn):
     assert replaced["original_backup_uri"].endswith("model.tar.gz.orig")
     assert s3.get_object(Bucket=BUCKET, Key=original_key + ".orig")["Body"].read() == original
     assert s3.get_object(Bucket=BUCKET, Key=original_key)["Body"].read() == body
+
+
+def test_the_trigger_polls_in_the_runs_region_not_the_connections():
+    """The provider builds its SageMaker trigger without a region: ours passes params.region on."""
+    from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+
+    for operator_class in (DeepLensTrainingOperator, DeepLensTuningOperator):
+        op = operator_class(task_id="t", split={}, region_name="eu-west-1")
+        trigger = SageMakerTrigger(job_name="j", job_type="Training", aws_conn_id="aws_deeplens")
+        with pytest.raises(TaskDeferred) as deferred:
+            op.defer(trigger=trigger, method_name="execute_complete")
+        assert deferred.value.trigger.region_name == "eu-west-1"
+        assert deferred.value.trigger.serialize()[1]["region_name"] == "eu-west-1"
