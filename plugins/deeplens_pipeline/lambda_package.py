@@ -1,14 +1,24 @@
 """Package and publish the DeepLens inference function as a Lambda version (seed step 6).
 
-The deployment zip is byte-for-byte deterministic (sorted entries, fixed timestamps and modes,
-no compression), so unchanged code keeps its ``CodeSha256`` and publishing again returns the
-existing version instead of creating a new one. The boto3 ``lambda`` client is passed in.
+The deployment zip holds the function's files and, at its root, the ``greengrasssdk`` package
+(the Greengrass V1 Core SDK; AWS's V1 packaging guide: "The py file and greengrasssdk folder must
+be in the root of the directory"). The SDK comes from the installed ``greengrasssdk`` distribution (pinned in
+requirements.txt, so MWAA installs it too); its files are checked against the hashes its wheel
+recorded, so every machine packs the same bytes. The zip is byte-for-byte deterministic (sorted
+entries, fixed timestamps and modes, no compression), so unchanged code keeps its ``CodeSha256``
+and publishing again returns the existing version instead of creating a new one.
+
+The function is created with ``DEFAULT_RUNTIME`` (python3.13): Lambda refuses new python3.7
+and python3.8 functions, and the DeepLens's Greengrass V1 core runs it as Python 3.7 anyway
+(the greengrass-v1 deployer writes ``FunctionRuntimeOverride``). The boto3 ``lambda`` client is
+passed in.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.metadata
 import io
 import logging
 import os
@@ -25,7 +35,21 @@ FUNCTION_NAME_PREFIX = "deeplens-"
 LAMBDA_SRC_ENV = "DEEPLENS_LAMBDA_SRC"
 ENTRY_MODULE = "deeplens_inference.py"
 DEFAULT_HANDLER = "deeplens_inference.function_handler"
-DEFAULT_RUNTIME = "python3.7"
+DEFAULT_RUNTIME = "python3.13"
+"""Lambda's runtime for the function: accepted by CreateFunction, on Amazon Linux 2023, the latest
+deprecation date of the Python runtimes (AWS's table: deprecated 2029-06-30, create blocked
+2029-07-31, update blocked 2029-08-31), and one whose standard library still has everything the
+function and greengrasssdk import (no module they use was removed by 3.13), so the Python 3.7-era
+code runs unchanged. Lambda only stores the code: the DeepLens runs it with its own Python 3.7."""
+DEVICE_RUNTIME = "python3.7"
+"""The runtime the DeepLens's Greengrass V1 core runs the function with."""
+REFUSED_RUNTIMES = frozenset({"python2.7", "python3.6", "python3.7", "python3.8"})
+"""Python runtimes Lambda's CreateFunction refuses today (past their "block function create" date)."""
+SDK_DISTRIBUTION = "greengrasssdk"
+SDK_VERSION = "1.6.1"
+SDK_PACKAGE = "greengrasssdk"
+"""The Greengrass V1 Core SDK: the package at the zip's root, from the pinned distribution."""
+SDK_LICENSE_NAME = f"{SDK_PACKAGE}/LICENSE"
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry
 ZIP_FILE_MODE = 0o100644  # regular file, rw-r--r--
 _FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -69,17 +93,80 @@ def source_files(source_dir: Path) -> list[tuple[str, Path]]:
     return sorted(files)
 
 
-def build_deployment_zip(source_dir: Path | None = None) -> bytes:
-    """The deployment package of the function: the same files always give the same bytes."""
+def _record_digest(data: bytes) -> str:
+    """A file's hash as a wheel's RECORD writes it: urlsafe base64 of the SHA-256, unpadded."""
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode("ascii")
+
+
+def sdk_files(distribution: importlib.metadata.Distribution | None = None) -> list[tuple[str, bytes]]:
+    """``(archive name, bytes)`` of the Greengrass V1 Core SDK, sorted: ``greengrasssdk/...`` and its licence.
+
+    Read from the installed ``greengrasssdk`` distribution (``distribution`` overrides it),
+    which must be version ``SDK_VERSION``. Every file must match the SHA-256 its RECORD holds (the
+    wheel's own hashes), so a modified or different copy fails here instead of silently
+    changing the package. Compiled files are left out. The licence (Apache-2.0) goes in as
+    ``greengrasssdk/LICENSE``.
+    """
+    if distribution is None:
+        try:
+            distribution = importlib.metadata.distribution(SDK_DISTRIBUTION)
+        except importlib.metadata.PackageNotFoundError:
+            raise FileNotFoundError(
+                f"{SDK_DISTRIBUTION}=={SDK_VERSION} is not installed: the inference function's zip "
+                f"needs it at its root (install requirements.txt)"
+            ) from None
+    if distribution.version != SDK_VERSION:
+        raise RuntimeError(
+            f"{SDK_DISTRIBUTION} {distribution.version} is installed, the function is packaged with "
+            f"{SDK_VERSION} (requirements.txt pins it): install {SDK_DISTRIBUTION}=={SDK_VERSION}"
+        )
+    licence_names = set(distribution.metadata.get_all("License-File") or ()) | {"LICENSE"}
+    files: dict[str, bytes] = {}
+    for record in distribution.files or ():
+        parts = record.parts
+        is_licence = len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] in licence_names
+        in_package = parts[0] == SDK_PACKAGE and "__pycache__" not in parts
+        if not (is_licence or (in_package and not record.name.endswith(_SKIPPED_SUFFIXES))):
+            continue
+        data = Path(distribution.locate_file(record)).read_bytes()
+        if record.hash is None or record.hash.mode != "sha256" or record.hash.value != _record_digest(data):
+            raise RuntimeError(
+                f"{SDK_DISTRIBUTION} {SDK_VERSION}: {record} does not match the hash in its RECORD "
+                "(a modified install): reinstall it"
+            )
+        files[SDK_LICENSE_NAME if is_licence else record.as_posix()] = data
+    if f"{SDK_PACKAGE}/__init__.py" not in files:
+        raise FileNotFoundError(
+            f"{SDK_DISTRIBUTION} {SDK_VERSION} lists no {SDK_PACKAGE}/__init__.py: reinstall it"
+        )
+    if SDK_LICENSE_NAME not in files:
+        raise FileNotFoundError(f"{SDK_DISTRIBUTION} {SDK_VERSION} has no licence file: reinstall it")
+    return sorted(files.items())
+
+
+def package_files(source_dir: Path | None = None) -> list[tuple[str, bytes]]:
+    """``(archive name, bytes)`` of everything the zip holds, sorted: the function's files and the SDK."""
     source_dir = source_dir or locate_lambda_source()
+    entries = [(name, path.read_bytes()) for name, path in source_files(source_dir)]
+    own = {name.split("/", 1)[0] for name, _ in entries}
+    if SDK_PACKAGE in own:
+        raise ValueError(
+            f"{source_dir} has its own {SDK_PACKAGE}: the zip's copy comes from the installed "
+            f"{SDK_DISTRIBUTION}=={SDK_VERSION}; remove the folder"
+        )
+    return sorted(entries + sdk_files())
+
+
+def build_deployment_zip(source_dir: Path | None = None) -> bytes:
+    """The deployment package of the function, ``greengrasssdk`` at its root: same files, same bytes."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name, path in source_files(source_dir):
+        for name, data in package_files(source_dir):
             info = zipfile.ZipInfo(name, date_time=ZIP_TIMESTAMP)
             info.create_system = 3  # Unix, whatever the building machine
             info.external_attr = ZIP_FILE_MODE << 16
             info.compress_type = zipfile.ZIP_STORED
-            archive.writestr(info, path.read_bytes())
+            archive.writestr(info, data)
     return buffer.getvalue()
 
 
@@ -106,7 +193,8 @@ def check_function_name(name: str) -> str:
 class FunctionSpec:
     """What the function should be: name, execution role, runtime, handler, limits, environment.
 
-    ``runtime`` is what the DeepLens runs (Python 3.7). ``environment`` holds the inference
+    ``runtime`` is the Lambda runtime the function is created with (``DEFAULT_RUNTIME``); the
+    DeepLens runs it as ``DEVICE_RUNTIME`` whatever it is. ``environment`` holds the inference
     settings (see ``deploy.inference_settings``), so the published version describes itself.
     """
 
@@ -128,6 +216,12 @@ class FunctionSpec:
         ):
             raise ValueError(
                 f"role_arn {self.role_arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
+            )
+        if self.runtime in REFUSED_RUNTIMES:
+            raise ValueError(
+                f"runtime {self.runtime!r}: Lambda no longer creates or updates functions on it; use "
+                f"{DEFAULT_RUNTIME!r} (the DeepLens still runs the function as {DEVICE_RUNTIME}: the "
+                "greengrass-v1 deployment sets FunctionRuntimeOverride)"
             )
         if not 1 <= int(self.timeout) <= 900:
             raise ValueError(f"timeout {self.timeout} is outside Lambda's 1..900 seconds")

@@ -15,10 +15,11 @@ import jsonschema
 ARN_ROLE = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$"
 ARN_WORKTEAM = r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:workteam/[\w-]+/[\w-]+$"
 REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
-# Runtimes AWS Lambda still lets a function be created or updated with (late 2026; see the Lambda
-# runtimes page): python3.7 and python3.8 are refused, so a DeepLens function cannot use them.
-LAMBDA_RUNTIMES = ("python3.10", "python3.11", "python3.12", "python3.13")
-LAMBDA_RUNTIME_DEFAULT = "python3.12"
+# Python runtimes AWS Lambda supports and has not deprecated (late 2026; "Lambda runtimes" page):
+# creating python3.7 functions is refused, python3.8 to python3.10 are deprecated and refused from
+# 2027-02-01. The function's Python 3.7 code runs on these unchanged (it only runs on the device).
+LAMBDA_RUNTIMES = ("python3.11", "python3.12", "python3.13", "python3.14")
+LAMBDA_RUNTIME_DEFAULT = "python3.13"
 
 
 @dataclass(frozen=True)

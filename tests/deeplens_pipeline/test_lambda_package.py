@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.metadata
 import io
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 import zipfile
 from pathlib import Path
@@ -44,12 +47,115 @@ def test_zip_is_deterministic_and_ignores_clutter_and_mtimes(source: Path) -> No
     with zipfile.ZipFile(io.BytesIO(first)) as archive:
         names = archive.namelist()
         infos = archive.infolist()
-    expected = sorted(p.name for p in REPO_LAMBDA.glob("*") if p.is_file() and p.suffix != ".pyc")
-    assert names == expected
+    own = [p.name for p in REPO_LAMBDA.glob("*") if p.is_file() and p.suffix != ".pyc"]
+    assert names == sorted(own + [name for name, _ in lp.sdk_files()])
     assert "deeplens_inference.py" in names
+    assert not any("__pycache__" in name or name.endswith(".pyc") or "DS_Store" in name for name in names)
     assert all(info.date_time == lp.ZIP_TIMESTAMP for info in infos)
     assert all(info.external_attr >> 16 == lp.ZIP_FILE_MODE for info in infos)
     assert all(info.compress_type == zipfile.ZIP_STORED for info in infos)
+
+
+# -- greengrasssdk at the zip's root (AWS's Greengrass V1 packaging guide) ---------------------
+
+
+def test_zip_holds_greengrasssdk_at_its_root_beside_the_entry_module() -> None:
+    package = lp.build_deployment_zip()
+    with zipfile.ZipFile(io.BytesIO(package)) as archive:
+        names = set(archive.namelist())
+        init = archive.read("greengrasssdk/__init__.py")
+        licence = archive.read("greengrasssdk/LICENSE")
+    assert {"deeplens_inference.py", "greengrasssdk/__init__.py", "greengrasssdk/client.py"} <= names
+    assert "greengrasssdk/IoTDataPlane.py" in names  # what client('iot-data') imports
+    assert b"__version__ = '1.6.1'" in init
+    assert b"Apache License" in licence
+    assert not any(name.startswith("greengrasssdk-") for name in names)  # no installer metadata
+    assert package == lp.build_deployment_zip()  # reproducible
+
+
+def test_sdk_files_are_the_wheels_bytes() -> None:
+    """Every SDK file matches the SHA-256 the 1.6.1 wheel recorded: the same bytes on every machine."""
+    distribution = importlib.metadata.distribution("greengrasssdk")
+    recorded = {
+        str(f): f.hash.value for f in distribution.files if f.hash and str(f).startswith("greengrasssdk/")
+    }
+    files = dict(lp.sdk_files())
+    assert {name for name in files if name != lp.SDK_LICENSE_NAME} == {
+        name for name in recorded if "__pycache__" not in name
+    }
+    for name, data in files.items():
+        if name != lp.SDK_LICENSE_NAME:
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            assert digest == recorded[name], name
+
+
+def test_the_zip_root_imports_as_the_device_does(tmp_path: Path) -> None:
+    """Unpacked as Greengrass unpacks it, the zip's own greengrasssdk imports (no site-packages)."""
+    with zipfile.ZipFile(io.BytesIO(lp.build_deployment_zip())) as archive:
+        archive.extractall(tmp_path)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import greengrasssdk, deeplens_iot; "
+        "print(greengrasssdk.__version__, greengrasssdk.__file__.startswith(sys.argv[1]), "
+        "deeplens_iot.greengrass_runtime({'MY_FUNCTION_ARN': 'arn'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code, str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1.6.1", "True", "greengrass-lambda"]
+
+
+def fake_sdk(tmp_path: Path, version: str = lp.SDK_VERSION, tamper: bool = False):
+    """An installed greengrasssdk distribution (dist-info with RECORD) in ``tmp_path``."""
+    files = {
+        "greengrasssdk/__init__.py": b"__version__ = 'x'\n",
+        "greengrasssdk/__pycache__/__init__.cpython-311.pyc": b"compiled",
+        f"greengrasssdk-{version}.dist-info/LICENSE": b"Apache License\n",
+        f"greengrasssdk-{version}.dist-info/METADATA": (
+            f"Metadata-Version: 2.1\nName: greengrasssdk\nVersion: {version}\nLicense-File: LICENSE\n"
+        ).encode(),
+    }
+    record = []
+    for name, data in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append(f"greengrasssdk-{version}.dist-info/RECORD,,")
+    (tmp_path / f"greengrasssdk-{version}.dist-info" / "RECORD").write_text("\n".join(record) + "\n")
+    if tamper:
+        (tmp_path / "greengrasssdk" / "__init__.py").write_bytes(b"__version__ = 'patched'\n")
+    return importlib.metadata.PathDistribution(tmp_path / f"greengrasssdk-{version}.dist-info")
+
+
+def test_sdk_files_take_the_package_and_its_licence_only(tmp_path: Path) -> None:
+    assert lp.sdk_files(fake_sdk(tmp_path)) == [
+        ("greengrasssdk/LICENSE", b"Apache License\n"),
+        ("greengrasssdk/__init__.py", b"__version__ = 'x'\n"),
+    ]
+
+
+def test_sdk_files_refuse_another_version_a_modified_copy_or_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(RuntimeError, match="greengrasssdk 1.5.0 is installed, .* packaged with 1.6.1"):
+        lp.sdk_files(fake_sdk(tmp_path / "old", version="1.5.0"))
+    with pytest.raises(RuntimeError, match="does not match the hash in its RECORD"):
+        lp.sdk_files(fake_sdk(tmp_path / "patched", tamper=True))
+
+    def not_installed(name: str):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
+    with pytest.raises(FileNotFoundError, match=r"greengrasssdk==1.6.1 is not installed"):
+        lp.build_deployment_zip(REPO_LAMBDA)
+
+
+def test_a_source_folder_with_its_own_sdk_is_refused(source: Path) -> None:
+    (source / "greengrasssdk").mkdir()
+    (source / "greengrasssdk" / "__init__.py").write_text("")
+    with pytest.raises(ValueError, match="has its own greengrasssdk"):
+        lp.build_deployment_zip(source)
 
 
 def test_code_change_changes_the_sha(source: Path) -> None:
@@ -108,6 +214,8 @@ def test_name_with_bad_characters_is_refused() -> None:
         ({"role_arn": "my-role"}, "not an IAM role ARN"),
         ({"timeout": 0}, "1..900"),
         ({"memory_size": 64}, "128..10240"),
+        ({"runtime": "python3.7"}, "Lambda no longer creates or updates functions on it; use 'python3.13'"),
+        ({"runtime": "python3.8"}, "FunctionRuntimeOverride"),
     ],
 )
 def test_spec_validation(changes: dict, message: str) -> None:
@@ -189,7 +297,7 @@ def test_publish_creates_then_reuses_then_versions_changes(aws: dict, source: Pa
     assert first.version_arn == f"{first.function_arn}:1"
     assert first.code_sha256 == lp.code_sha256(package)
     config = client.get_function_configuration(FunctionName=name, Qualifier="1")
-    assert config["Runtime"] == "python3.7"
+    assert config["Runtime"] == lp.DEFAULT_RUNTIME == "python3.13"
     assert config["Handler"] == "deeplens_inference.function_handler"
     assert config["Environment"]["Variables"] == spec.environment
 

@@ -143,11 +143,34 @@ class Device(types.SimpleNamespace):
 
 
 FUNCTION_MODULES = ("deeplens_inference", "deeplens_display", "deeplens_iot")
+GREENGRASS_LAMBDA_ENV = {
+    # what a DeepLens's Greengrass V1 core gives its Lambda functions (greengrass_common reads them)
+    "MY_FUNCTION_ARN": "arn:aws:lambda:us-east-1:123456789012:function:deeplens-inference:3",
+    "ROUTER_FUNCTION_ARN": "arn:aws:lambda:::function:GGRouter",
+    "SHADOW_FUNCTION_ARN": "arn:aws:lambda:::function:GGShadowService",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN": "token",
+}
+GREENGRASS_V2_COMPONENT_ENV = {
+    # what a Greengrass V2 nucleus gives its components: the IPC socket and token
+    "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT": "/greengrass/v2/ipc.socket",
+    "SVCUID": "svcuid-token",
+}
+
+
+def set_environment(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
+    """Exactly ``variables`` of the Greengrass ones are set (the test machine's own are removed)."""
+    for name in (*GREENGRASS_LAMBDA_ENV, *GREENGRASS_V2_COMPONENT_ENV):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture
 def device(monkeypatch: pytest.MonkeyPatch) -> Iterator[Device]:
-    """Install the device library doubles in ``sys.modules``; the function's modules import afresh."""
+    """Install the device library doubles in ``sys.modules``; the function's modules import afresh.
+
+    The process looks like a DeepLens's: a Greengrass Lambda function's environment.
+    """
     doubles = Device(
         awscam=AwscamDouble(),
         mo=MoDouble(),
@@ -157,6 +180,7 @@ def device(monkeypatch: pytest.MonkeyPatch) -> Iterator[Device]:
     )
     for name in ("awscam", "mo", "cv2", "greengrasssdk"):
         monkeypatch.setitem(sys.modules, name, getattr(doubles, name))
+    set_environment(monkeypatch, GREENGRASS_LAMBDA_ENV)
     for name in FUNCTION_MODULES:
         sys.modules.pop(name, None)
     yield doubles

@@ -7,6 +7,11 @@ definitions with the inference function (a published Lambda version, long-lived)
 (an S3 machine-learning resource unpacked in ``/opt/awscam/artifacts``) and the function's
 topic to the cloud.
 
+The DeepLens's core runs the function as Python 3.7 (``DEVICE_RUNTIME``), but Lambda no longer
+creates python3.7 functions: the function is created with a newer runtime, and its Greengrass
+configuration carries ``FunctionRuntimeOverride: python3.7`` whenever the published version's
+runtime (read from Lambda) is not the device's.
+
 Retries are safe: definitions whose content already sits in the group's latest version are
 reused, the group's newest deployment is re-attached when it deploys that version and has not
 failed, and every create call carries an ``AmznClientToken`` derived from the caller's run token
@@ -33,6 +38,7 @@ from deeplens_pipeline.deploy.base import (
     split_s3_uri,
 )
 from deeplens_pipeline.deploy.inference_settings import infer_topic
+from deeplens_pipeline.lambda_package import DEVICE_RUNTIME
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +70,7 @@ class DeviceAccess:
 
     Defaults follow a DeepLens: the host ``/tmp`` (the ``results.mjpeg`` FIFO must be visible to
     ``mplayer`` outside the function's container), the awscam video output read-only and the
-    GPU render node the optimised model runs on. ``runtime_override`` sets Greengrass's
-    ``FunctionRuntimeOverride`` (e.g. ``python3.7`` when the Lambda was created with a newer
-    runtime).
+    GPU render node the optimised model runs on.
     """
 
     volumes: tuple[tuple[str, str, str], ...] = (
@@ -75,7 +79,6 @@ class DeviceAccess:
     )
     devices: tuple[tuple[str, str], ...] = (("/dev/dri/renderD128", "rw"),)
     access_sysfs: bool = True
-    runtime_override: str | None = None
 
     def __post_init__(self) -> None:
         for source, destination, permission in self.volumes:
@@ -152,8 +155,22 @@ def resource_definition(model_s3_uri: str, access: DeviceAccess) -> dict[str, An
     return {"Resources": resources}
 
 
-def function_definition(request: DeploymentRequest, access: DeviceAccess) -> dict[str, Any]:
-    """``FunctionDefinitionVersion``: the Lambda version, pinned, with its settings and resources."""
+def runtime_override(function_runtime: str | None, device_runtime: str = DEVICE_RUNTIME) -> str | None:
+    """``FunctionRuntimeOverride`` for a Lambda version created with ``function_runtime``.
+
+    ``device_runtime`` (what the core runs the function with) unless the version already has it;
+    an unknown runtime (None) gets the override too: the core runs ``device_runtime`` regardless.
+    """
+    return None if function_runtime == device_runtime else device_runtime
+
+
+def function_definition(
+    request: DeploymentRequest, access: DeviceAccess, runtime: str | None = None
+) -> dict[str, Any]:
+    """``FunctionDefinitionVersion``: the Lambda version, pinned, with its settings and resources.
+
+    ``runtime`` becomes the function's ``FunctionRuntimeOverride`` (see ``runtime_override``).
+    """
     policies = [{"ResourceId": MODEL_RESOURCE_ID, "Permission": "rw"}]
     policies += [
         {"ResourceId": resource_id("volume", source), "Permission": perm}
@@ -173,8 +190,8 @@ def function_definition(request: DeploymentRequest, access: DeviceAccess) -> dic
         "Pinned": True,  # long-lived: the loop starts when the core starts
         "Timeout": int(request.timeout_s),
     }
-    if access.runtime_override:
-        configuration["FunctionRuntimeOverride"] = access.runtime_override
+    if runtime:
+        configuration["FunctionRuntimeOverride"] = runtime
     function_id = _RESOURCE_ID.sub("-", f"{request.function_name}-{request.function_version}")[:128]
     return {
         "Functions": [
@@ -221,9 +238,11 @@ class DeviceGroup:
 
 
 class GreengrassV1Deployer:
-    """Deploys through Greengrass V1 (boto3 ``greengrass`` and ``iot`` clients passed in).
+    """Deploys through Greengrass V1 (boto3 ``greengrass``, ``iot`` and ``lambda`` clients passed in).
 
     ``group_id`` pins the group instead of searching for the one whose core is the device.
+    ``lambda_client`` reads the published version's runtime, to decide on the runtime override
+    (without it the override is always written); ``device_runtime`` is what the core runs.
     """
 
     method = METHOD
@@ -233,13 +252,31 @@ class GreengrassV1Deployer:
         greengrass_client: Any,
         iot_client: Any = None,
         *,
+        lambda_client: Any = None,
         group_id: str | None = None,
         access: DeviceAccess | None = None,
+        device_runtime: str = DEVICE_RUNTIME,
     ) -> None:
         self.greengrass = greengrass_client
         self.iot = iot_client
+        self.lambda_client = lambda_client
         self.group_id = group_id
         self.access = access or DeviceAccess()
+        self.device_runtime = device_runtime
+
+    def function_runtime(self, lambda_version_arn: str) -> str | None:
+        """The Lambda runtime of the published version; None without a Lambda client or version.
+
+        A missing version is left for the deployment to report (the device names it).
+        """
+        if self.lambda_client is None:
+            return None
+        try:
+            found = self.lambda_client.get_function_configuration(FunctionName=lambda_version_arn)
+        except self.lambda_client.exceptions.ResourceNotFoundException:
+            logger.warning("Lambda version %s does not exist: the deployment will fail", lambda_version_arn)
+            return None
+        return found.get("Runtime")
 
     # -- finding the device's group -------------------------------------------------------------
 
@@ -367,8 +404,20 @@ class GreengrassV1Deployer:
     def _group_version(self, group: DeviceGroup, request: DeploymentRequest) -> tuple[str, str]:
         """``(id, ARN)`` of a group version holding ``request``: the latest one if it already does."""
         base = group.definition
+        function_runtime = self.function_runtime(request.lambda_version_arn)
+        override = runtime_override(function_runtime, self.device_runtime)
+        if override:
+            logger.info(
+                "Lambda version %s has runtime %s; the core runs it as %s (FunctionRuntimeOverride)",
+                request.lambda_version_arn,
+                function_runtime or "unknown (no Lambda client)",
+                override,
+            )
         desired = {
-            "FunctionDefinitionVersionArn": ("functions", function_definition(request, self.access)),
+            "FunctionDefinitionVersionArn": (
+                "functions",
+                function_definition(request, self.access, override),
+            ),
             "ResourceDefinitionVersionArn": (
                 "resources",
                 resource_definition(request.model_s3_uri, self.access),

@@ -8,7 +8,9 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ParamValidationError
 from botocore.stub import Stubber
+from botocore.validate import validate_parameters
 
 from deeplens_pipeline.deploy import greengrass_v1 as gg
 from deeplens_pipeline.deploy.base import DeploymentHandle, idempotency_token
@@ -281,14 +283,19 @@ def test_every_create_call_carries_a_client_token(aws, register_deeplens, new_re
         "CreateDeployment",
     ]
     assert all(token for _, token in seen)
+    # no Lambda client: the version's runtime is unknown, so the override is written
     function_token = idempotency_token(
-        request.run_token, "functions-definition", gg.function_definition(request, gg.DeviceAccess())
+        request.run_token,
+        "functions-definition",
+        gg.function_definition(request, gg.DeviceAccess(), "python3.7"),
     )
     assert seen[0][1] == function_token
     other_run = replace(request, run_token="fedcba9876")
     assert (
         idempotency_token(
-            other_run.run_token, "functions-definition", gg.function_definition(other_run, gg.DeviceAccess())
+            other_run.run_token,
+            "functions-definition",
+            gg.function_definition(other_run, gg.DeviceAccess(), "python3.7"),
         )
         != function_token
     )
@@ -301,13 +308,98 @@ def test_device_access_validation(new_request) -> None:
         gg.DeviceAccess(devices=(("/tmp/x", "rw"),))
     with pytest.raises(ValueError, match="'ro' or 'rw'"):
         gg.DeviceAccess(devices=(("/dev/video0", "rwx"),))
-    access = gg.DeviceAccess(devices=(("/dev/video0", "ro"),), runtime_override="python3.7")
+    access = gg.DeviceAccess(devices=(("/dev/video0", "ro"),))
     request = new_request("deeplens_x")
     configuration = gg.function_definition(request, access)["Functions"][0]["FunctionConfiguration"]
-    assert configuration["FunctionRuntimeOverride"] == "python3.7"
+    assert "FunctionRuntimeOverride" not in configuration
     assert {"ResourceId": "deeplens-device-dev-video0", "Permission": "ro"} in configuration["Environment"][
         "ResourceAccessPolicies"
     ]
+
+
+# -- the runtime override: Lambda creates python3.13, the DeepLens's core runs python3.7 ---------
+
+
+def test_runtime_override_is_the_device_runtime_unless_the_version_has_it() -> None:
+    assert gg.DEVICE_RUNTIME == "python3.7"
+    assert gg.runtime_override("python3.13") == "python3.7"
+    assert gg.runtime_override("python3.12") == "python3.7"
+    assert gg.runtime_override(None) == "python3.7"  # unknown: the core runs python3.7 regardless
+    assert gg.runtime_override("python3.7") is None
+    assert gg.runtime_override("python3.13", device_runtime="python3.8") == "python3.8"
+
+
+@pytest.mark.parametrize("operation", ["CreateFunctionDefinition", "CreateFunctionDefinitionVersion"])
+def test_function_definition_with_the_override_passes_botocore_validation(new_request, operation) -> None:
+    """botocore's Greengrass model (FunctionConfiguration has FunctionRuntimeOverride) accepts it."""
+    definition = gg.function_definition(new_request("deeplens_x"), gg.DeviceAccess(), "python3.7")
+    (function,) = definition["Functions"]
+    assert function["FunctionConfiguration"]["FunctionRuntimeOverride"] == "python3.7"
+    model = boto3.session.Session().client("greengrass", region_name="us-east-1").meta.service_model
+    shape = model.operation_model(operation).input_shape
+    assert "FunctionRuntimeOverride" in model.shape_for("FunctionConfiguration").members
+    params = (
+        {"Name": "deeplens-functions", "InitialVersion": definition}
+        if operation == "CreateFunctionDefinition"
+        else {"FunctionDefinitionId": "abc", **definition}
+    )
+    validate_parameters(params, shape)  # raises ParamValidationError on any unknown or mistyped field
+    with pytest.raises(ParamValidationError, match="FunctionRuntimeOverrid"):
+        broken = json.loads(json.dumps(params).replace("FunctionRuntimeOverride", "FunctionRuntimeOverrid"))
+        validate_parameters(broken, shape)
+
+
+def test_a_function_created_on_a_newer_runtime_runs_as_python37_on_the_device(
+    aws, register_deeplens, new_request, deployable, final_status
+) -> None:
+    """The version is python3.13 (read from Lambda): the group's function carries the override."""
+    device = register_deeplens()
+    request = new_request(device.thing_name, **deployable)
+    created = aws["lambda"].get_function_configuration(FunctionName=request.lambda_version_arn)
+    assert created["Runtime"] == "python3.13"
+    deployer = gg.GreengrassV1Deployer(aws["greengrass"], aws["iot"], lambda_client=aws["lambda"])
+
+    handle = deployer.deploy(request)
+
+    version = latest_version(aws, device.group_id)
+    (function,) = definition(aws, version["Definition"]["FunctionDefinitionVersionArn"])["Functions"]
+    assert function["FunctionConfiguration"]["FunctionRuntimeOverride"] == "python3.7"
+    assert function["FunctionArn"] == request.lambda_version_arn
+    assert final_status(deployer, handle).state == "Success"
+
+
+def stubbed_lambda(answer: dict[str, Any] | None, arn: str) -> tuple[Any, Stubber]:
+    client = boto3.client("lambda", region_name="eu-west-1")
+    stub = Stubber(client)
+    if answer is None:
+        stub.add_client_error(
+            "get_function_configuration", "ResourceNotFoundException", expected_params={"FunctionName": arn}
+        )
+    else:
+        stub.add_response("get_function_configuration", answer, {"FunctionName": arn})
+    return client, stub
+
+
+def test_a_python37_version_gets_no_override(aws, register_deeplens, new_request) -> None:
+    """A function published before Lambda refused python3.7 already is what the core runs."""
+    device = register_deeplens()
+    request = new_request(device.thing_name)
+    client, stub = stubbed_lambda({"Runtime": "python3.7"}, request.lambda_version_arn)
+    with stub:
+        gg.GreengrassV1Deployer(aws["greengrass"], aws["iot"], lambda_client=client).deploy(request)
+        stub.assert_no_pending_responses()
+    version = latest_version(aws, device.group_id)
+    (function,) = definition(aws, version["Definition"]["FunctionDefinitionVersionArn"])["Functions"]
+    assert "FunctionRuntimeOverride" not in function["FunctionConfiguration"]
+
+
+def test_a_missing_version_is_left_for_the_device_to_report(new_request) -> None:
+    request = new_request("deeplens_x")
+    client, stub = stubbed_lambda(None, request.lambda_version_arn)
+    with stub:
+        deployer = gg.GreengrassV1Deployer(object(), lambda_client=client)
+        assert deployer.function_runtime(request.lambda_version_arn) is None
+    assert gg.GreengrassV1Deployer(object()).function_runtime(request.lambda_version_arn) is None
 
 
 def test_a_rerun_after_another_deployment_puts_its_model_back(aws, register_deeplens, new_request) -> None:
