@@ -1,24 +1,24 @@
-"""Seed an emulated account for the demo: bucket, role, private work team and a "DeepLens".
+"""Seed an emulated account for the demo: bucket, roles, private work team and a "DeepLens".
 
-The DeepLens is what the console used to register: an IoT thing ``deeplens_<uuid>`` with a
-certificate, and a Greengrass V1 group whose core is that thing.
+The roles are made from the trust policies a real account uses (``iam/*-trust.json``): the
+SageMaker execution role trusts sagemaker.amazonaws.com, the inference Lambda's role trusts
+lambda.amazonaws.com. The DeepLens is what the console used to register: an IoT thing
+``deeplens_<uuid>`` with a certificate, and a Greengrass V1 group whose core is that thing.
 """
 
 from __future__ import annotations
 
 import json
+import urllib.request
 import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import boto3
 
-TRUST_SAGEMAKER = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
-    ],
-}
+from emulator.settings import REPO_ROOT
+
+IAM_DIR = REPO_ROOT / "iam"
 
 
 @dataclass(frozen=True)
@@ -28,14 +28,18 @@ class DemoAccount:
     bucket: str
     region: str
     role_arn: str
+    lambda_role_arn: str
     workteam_arn: str
     thing_name: str
     group_id: str
+    token_exchange_role_arn: str = ""
+    role_alias: str = ""
 
     def as_params(self) -> dict[str, Any]:
         """The DAG Params these resources fill in."""
         data = asdict(self)
-        data.pop("group_id")
+        for key in ("group_id", "token_exchange_role_arn", "role_alias"):  # not Params
+            data.pop(key)
         return data
 
 
@@ -51,12 +55,8 @@ def seed_demo_account(
     if bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
         s3.create_bucket(Bucket=bucket)
     iam = _client("iam", endpoint_url, region)
-    try:
-        role_arn = iam.get_role(RoleName="deeplens-sagemaker")["Role"]["Arn"]
-    except iam.exceptions.NoSuchEntityException:
-        role_arn = iam.create_role(
-            RoleName="deeplens-sagemaker", AssumeRolePolicyDocument=json.dumps(TRUST_SAGEMAKER)
-        )["Role"]["Arn"]
+    role_arn = ensure_role(iam, "deeplens-sagemaker", "sagemaker-execution-role")
+    lambda_role_arn = ensure_role(iam, "deeplens-lambda", "lambda-execution-role")
     sagemaker = _client("sagemaker", endpoint_url, region)
     teams = sagemaker.list_workteams()["Workteams"]
     workteam_arn = next((t["WorkteamArn"] for t in teams if t["WorkteamName"] == "deeplens-team"), None)
@@ -76,7 +76,32 @@ def seed_demo_account(
         )["WorkteamArn"]
     thing_name = f"deeplens_{uuid.uuid5(uuid.NAMESPACE_DNS, bucket).hex}"
     group_id = _register_device(endpoint_url, region, thing_name)
-    return DemoAccount(bucket, region, role_arn, workteam_arn, thing_name, group_id)
+    token_exchange_role_arn, role_alias = register_greengrass_v2_core(endpoint_url, region, thing_name)
+    return DemoAccount(
+        bucket,
+        region,
+        role_arn,
+        lambda_role_arn,
+        workteam_arn,
+        thing_name,
+        group_id,
+        token_exchange_role_arn=token_exchange_role_arn,
+        role_alias=role_alias,
+    )
+
+
+def ensure_role(iam: Any, name: str, policy_stem: str) -> str:
+    """The role ``name`` with the trust policy ``iam/<policy_stem>-trust.json`` (and, when the project
+    ships one, the permissions ``iam/<policy_stem>.json`` as an inline policy); returns its ARN."""
+    try:
+        arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        trust = (IAM_DIR / f"{policy_stem}-trust.json").read_text()
+        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    permissions = IAM_DIR / f"{policy_stem}.json"
+    if permissions.exists():
+        iam.put_role_policy(RoleName=name, PolicyName=policy_stem, PolicyDocument=permissions.read_text())
+    return arn
 
 
 def _register_device(endpoint_url: str, region: str, thing_name: str) -> str:
@@ -106,3 +131,55 @@ def _register_device(endpoint_url: str, region: str, thing_name: str) -> str:
         Name=group_name, InitialVersion={"CoreDefinitionVersionArn": core["LatestVersionArn"]}
     )
     return group["Id"]
+
+
+DEVICE_ROLE = "deeplens-device-token-exchange"
+DEFAULT_ROLE_ALIAS = "GreengrassV2TokenExchangeRoleAlias"
+"""The Greengrass V2 nucleus's default ``iotRoleAlias``."""
+
+
+def register_greengrass_v2_core(
+    endpoint_url: str,
+    region: str,
+    thing_name: str,
+    *,
+    role_name: str = DEVICE_ROLE,
+    policy_stem: str = "device-token-exchange-role",
+    role_alias: str = DEFAULT_ROLE_ALIAS,
+) -> tuple[str, str]:
+    """Make the thing a Greengrass V2 core device, as installing the nucleus with ``--provision`` does.
+
+    The token exchange role ``role_name`` (trust ``iam/<policy_stem>-trust.json``, permissions
+    ``iam/<policy_stem>.json``), the IoT role alias ``role_alias`` pointing to it (kept if it exists),
+    then the nucleus's first connection (:func:`register_core_device`). Returns (role ARN, alias).
+    """
+    iam = _client("iam", endpoint_url, region)
+    role_arn = ensure_role(iam, role_name, policy_stem)
+    iot = _client("iot", endpoint_url, region)
+    try:
+        iot.describe_role_alias(roleAlias=role_alias)
+    except iot.exceptions.ResourceNotFoundException:
+        iot.create_role_alias(roleAlias=role_alias, roleArn=role_arn)
+    register_core_device(endpoint_url, region, thing_name, role_alias)
+    return role_arn, role_alias
+
+
+def register_core_device(
+    endpoint_url: str, region: str, thing_name: str, role_alias: str = DEFAULT_ROLE_ALIAS
+) -> dict[str, Any]:
+    """The emulator-only call that plays a Greengrass V2 nucleus connecting for the first time.
+
+    On AWS a core device appears when the nucleus installed on it connects, with the ``iotRoleAlias``
+    of its local configuration; the emulator learns both from this call
+    (``POST /moto-api/emulator/greengrass-v2/core-devices``, see ``emulator.extension.greengrass_v2``).
+    """
+    request = urllib.request.Request(
+        f"{endpoint_url.rstrip('/')}/moto-api/emulator/greengrass-v2/core-devices",
+        data=json.dumps(
+            {"coreDeviceThingName": thing_name, "region": region, "iotRoleAlias": role_alias}
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())

@@ -32,6 +32,8 @@ class EmulatorSettings:
     max_tuning_jobs: int = 2
     # Greengrass: how long the simulated device takes to apply a deployment.
     deployment_delay_seconds: float = 2.0
+    # Greengrass V2: how long the service takes to validate a new component version (REQUESTED → DEPLOYABLE).
+    component_validation_seconds: float = 1.0
 
     @classmethod
     def from_env(cls) -> EmulatorSettings:
@@ -52,6 +54,9 @@ class EmulatorSettings:
             max_tuning_jobs=int(env.get("EMULATOR_MAX_TUNING_JOBS", base.max_tuning_jobs)),
             deployment_delay_seconds=float(
                 env.get("EMULATOR_DEPLOYMENT_DELAY_SECONDS", base.deployment_delay_seconds)
+            ),
+            component_validation_seconds=float(
+                env.get("EMULATOR_COMPONENT_VALIDATION_SECONDS", base.component_validation_seconds)
             ),
         )
 

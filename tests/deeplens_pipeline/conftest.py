@@ -1,4 +1,9 @@
-"""Fixtures shared by the pipeline's deploy and operator tests: a DeepLens registered on the emulator."""
+"""Fixtures shared by the pipeline's deploy and operator tests: a DeepLens registered on the emulator.
+
+The DeepLens is registered both ways: the core of a Greengrass V1 group (what the console did) and
+a Greengrass V2 core device (what installing the Greengrass V2 nucleus with ``--provision`` does),
+with the project's token exchange role (``iam/device-token-exchange-role*.json``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from typing import Any
 
 import boto3
 import pytest
+
+from emulator.seed import register_greengrass_v2_core
 
 REGION = "eu-west-1"  # apart from the other tests' default region
 
@@ -22,6 +29,7 @@ class Registered:
     group_id: str
     core_definition_version_arn: str
     device_definition_version_arn: str | None = None
+    role_alias: str | None = None
 
 
 @pytest.fixture
@@ -29,15 +37,18 @@ def aws(moto_endpoint: str) -> dict[str, Any]:
     session = boto3.session.Session(region_name=REGION)
     return {
         name: session.client(name, endpoint_url=moto_endpoint)
-        for name in ("greengrass", "iot", "lambda", "iam", "s3")
+        for name in ("greengrass", "greengrassv2", "iot", "lambda", "iam", "s3")
     }
 
 
 @pytest.fixture
-def register_deeplens(aws: dict[str, Any]) -> Callable[..., Registered]:
-    """Register a DeepLens: thing ``deeplens_<id>`` as the core of a new Greengrass V1 group."""
+def register_deeplens(aws: dict[str, Any], moto_endpoint: str) -> Callable[..., Registered]:
+    """Register a DeepLens: thing ``deeplens_<id>``, core of a new Greengrass V1 group and (unless
+    ``greengrass_v2=False``) a Greengrass V2 core device."""
 
-    def register(*, with_devices: bool = False, thing_name: str | None = None) -> Registered:
+    def register(
+        *, with_devices: bool = False, thing_name: str | None = None, greengrass_v2: bool = True
+    ) -> Registered:
         name = thing_name or f"deeplens_{uuid.uuid4().hex[:22]}"
         thing = aws["iot"].create_thing(thingName=name)
         certificate = aws["iot"].create_keys_and_certificate(setAsActive=True)
@@ -73,6 +84,7 @@ def register_deeplens(aws: dict[str, Any]) -> Callable[..., Registered]:
             devices_arn = devices["LatestVersionArn"]
             initial["DeviceDefinitionVersionArn"] = devices_arn
         group = aws["greengrass"].create_group(Name=f"{name}-group", InitialVersion=initial)
-        return Registered(name, thing["thingArn"], group["Id"], core["LatestVersionArn"], devices_arn)
+        alias = register_greengrass_v2_core(moto_endpoint, REGION, name)[1] if greengrass_v2 else None
+        return Registered(name, thing["thingArn"], group["Id"], core["LatestVersionArn"], devices_arn, alias)
 
     return register

@@ -45,7 +45,7 @@ def device(emulator):
     fn = clients["lambda"].create_function(
         FunctionName="deeplens-gg-test",
         Runtime="python3.12",
-        Role=account.role_arn,
+        Role=account.lambda_role_arn,
         Handler="lambda_function.function_handler",
         Code={"ZipFile": code.getvalue()},
     )

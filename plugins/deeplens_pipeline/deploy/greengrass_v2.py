@@ -11,6 +11,11 @@ The component version is derived from the recipe's content: the same model, func
 settings give the same version, so a retry finds its version already created. A retry also
 re-attaches to the device's current deployment when it deploys that version and has not failed
 (``clientToken`` alone would not do: Greengrass V2 remembers it for 8 hours only).
+
+A new component version is ``REQUESTED`` until Greengrass has checked its artifacts (it computes
+their digests), then ``DEPLOYABLE`` or ``FAILED``; only a ``DEPLOYABLE`` version can be deployed, so
+the deployer waits for it (bounded) and fails with Greengrass's own message otherwise. Deploying to
+a thing that no Greengrass V2 nucleus runs as would queue for ever: the deployer refuses it first.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import json
 import logging
 import posixpath
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 from deeplens_pipeline.deploy.base import (
@@ -41,7 +48,9 @@ METHOD = "greengrass-v2"
 DEFAULT_COMPONENT_PREFIX = "com.deeplens.inference"
 AWSIOTSDK_REQUIREMENT = "awsiotsdk>=1.11,<2"
 _COMPONENT_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,128}$")
-_THING_ARN = re.compile(r"^arn:aws[a-z-]*:iot:[a-z0-9-]+:\d{12}:thing/.+$")
+_THING_ARN = re.compile(r"^arn:(aws[a-z-]*):iot:([a-z0-9-]+):(\d{12}):thing/.+$")
+DEFAULT_COMPONENT_TIMEOUT = 300.0
+"""Seconds to wait for a new component version to become DEPLOYABLE (AWS takes seconds)."""
 
 DEVICE_STATE = {
     "SUCCEEDED": SUCCESS,
@@ -141,6 +150,19 @@ def component_recipe(request: DeploymentRequest, name: str, version: str = "0.0.
     }
 
 
+class ComponentNotDeployable(RuntimeError):
+    """Greengrass did not make the component version DEPLOYABLE (FAILED, or not within the wait)."""
+
+
+def component_version_arn(thing_arn: str, name: str, version: str) -> str:
+    """The component version's ARN, in the partition, Region and account of the target thing."""
+    match = _THING_ARN.match(thing_arn)
+    if not match:
+        raise ValueError(f"{thing_arn!r} is not an IoT thing ARN")
+    partition, region, account = match.groups()
+    return f"arn:{partition}:greengrass:{region}:{account}:components:{name}:versions:{version}"
+
+
 def content_version(recipe: dict[str, Any]) -> str:
     """A semantic version derived from the recipe's content (its own version field excluded)."""
     body = json.dumps({**recipe, "ComponentVersion": None}, sort_keys=True)
@@ -153,11 +175,21 @@ class GreengrassV2Deployer:
     method = METHOD
 
     def __init__(
-        self, client: Any, iot_client: Any, *, component_prefix: str = DEFAULT_COMPONENT_PREFIX
+        self,
+        client: Any,
+        iot_client: Any,
+        *,
+        component_prefix: str = DEFAULT_COMPONENT_PREFIX,
+        component_timeout: float = DEFAULT_COMPONENT_TIMEOUT,
+        component_poll_interval: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
         self.iot = iot_client
         self.component_prefix = component_prefix
+        self.component_timeout = component_timeout
+        self.component_poll_interval = component_poll_interval
+        self._sleep = sleep
 
     def thing_arn(self, thing_name: str) -> str:
         """The core device's thing ARN (the deployment target)."""
@@ -170,6 +202,46 @@ class GreengrassV2Deployer:
         if not _THING_ARN.match(arn):
             raise ValueError(f"describe_thing returned {arn!r}, not an IoT thing ARN")
         return arn
+
+    def check_core_device(self, thing_name: str) -> None:
+        """LookupError unless a Greengrass V2 nucleus runs as ``thing_name`` (GetCoreDevice)."""
+        try:
+            self.client.get_core_device(coreDeviceThingName=thing_name)
+        except self.client.exceptions.ResourceNotFoundException as exc:
+            raise LookupError(
+                f"{thing_name!r} is not a Greengrass V2 core device: no Greengrass V2 nucleus has "
+                "connected as this thing (install it on the DeepLens, or deploy with greengrass-v1 or ssh)"
+            ) from exc
+
+    def wait_deployable(self, arn: str) -> None:
+        """Wait until the component version ``arn`` is DEPLOYABLE (DescribeComponent).
+
+        ComponentNotDeployable when Greengrass marks it FAILED (with its message and the errors per
+        artifact) or DEPRECATED, or when it is still being checked after ``component_timeout`` seconds.
+        """
+        deadline = time.monotonic() + self.component_timeout
+        while True:
+            status = self.client.describe_component(arn=arn).get("status") or {}
+            state = status.get("componentState", "")
+            if state == "DEPLOYABLE":
+                return
+            if state in ("FAILED", "DEPRECATED"):
+                message = status.get("message") or "no message"
+                errors = "; ".join(f"{uri}: {error}" for uri, error in (status.get("errors") or {}).items())
+                raise ComponentNotDeployable(
+                    f"Greengrass marked component version {arn} {state}: {message}"
+                    + (f" ({errors})" if errors else "")
+                    + ". Greengrass never checks a version again: fix the artifact, then delete this "
+                    f"version (aws greengrassv2 delete-component --arn {arn}) or deploy a changed model "
+                    "or function (a new version)"
+                )
+            if time.monotonic() >= deadline:
+                raise ComponentNotDeployable(
+                    f"component version {arn} is still {state or 'unknown'} after "
+                    f"{self.component_timeout:g}s: Greengrass has not finished checking its artifacts"
+                )
+            logger.info("Component version %s is %s; waiting for DEPLOYABLE", arn, state)
+            self._sleep(self.component_poll_interval)
 
     def build_requests(
         self, request: DeploymentRequest, target_arn: str, replacing: str | None = None
@@ -211,9 +283,11 @@ class GreengrassV2Deployer:
     def deploy(self, request: DeploymentRequest) -> DeploymentHandle:
         """Re-attach to the device's deployment of this component version, else create both.
 
-        The component version is created if new, then a deployment of it to the device.
+        The component version is created if new and awaited until DEPLOYABLE, then a deployment of
+        it to the device is created.
         """
         target_arn = self.thing_arn(request.thing_name)
+        self.check_core_device(request.thing_name)
         current = self.current_deployment(target_arn)
         create_component, create_deployment = self.build_requests(
             request, target_arn, current["deploymentId"] if current else None
@@ -226,38 +300,45 @@ class GreengrassV2Deployer:
             if status.state != FAILURE:
                 logger.info("Re-attaching to deployment %s (%s)", handle.deployment_id, status.describe())
                 return handle
+        arn = component_version_arn(target_arn, name, spec["componentVersion"])
         try:
             created = self.client.create_component_version(**create_component)
+            arn = created.get("arn") or arn
             logger.info("Created component %s %s (%s)", name, spec["componentVersion"], created.get("status"))
         except self.client.exceptions.ConflictException:
             logger.info(
                 "Component %s %s already exists (same content); reusing it", name, spec["componentVersion"]
             )
+        self.wait_deployable(arn)
         started = self.client.create_deployment(**create_deployment)
         logger.info("Started Greengrass V2 deployment %s to %s", started["deploymentId"], target_arn)
         return DeploymentHandle(METHOD, started["deploymentId"], request.thing_name, None, details)
 
     def status(self, handle: DeploymentHandle) -> DeploymentStatus:
         """The device's execution status of the deployment (ListEffectiveDeployments), else the job's."""
-        for page in self.client.get_paginator("list_effective_deployments").paginate(
+        pages = self.client.get_paginator("list_effective_deployments").paginate(
             coreDeviceThingName=handle.target
-        ):
-            for effective in page.get("effectiveDeployments", []):
-                if effective.get("deploymentId") != handle.deployment_id:
-                    continue
-                raw = effective.get("coreDeviceExecutionStatus", "")
-                details = effective.get("statusDetails") or {}
-                error_details = tuple(
-                    {"code": key, "message": " > ".join(details[key])}
-                    for key in ("errorStack", "errorTypes")
-                    if details.get(key)
-                )
-                return DeploymentStatus(
-                    state=DEVICE_STATE.get(raw, IN_PROGRESS),
-                    error_message=effective.get("reason") or None,
-                    error_details=error_details,
-                    raw_status=raw,
-                )
+        )
+        try:
+            effective_deployments = [e for page in pages for e in page.get("effectiveDeployments", [])]
+        except self.client.exceptions.ResourceNotFoundException as exc:
+            raise LookupError(f"{handle.target!r} is not a Greengrass V2 core device") from exc
+        for effective in effective_deployments:
+            if effective.get("deploymentId") != handle.deployment_id:
+                continue
+            raw = effective.get("coreDeviceExecutionStatus", "")
+            details = effective.get("statusDetails") or {}
+            error_details = tuple(
+                {"code": key, "message": " > ".join(details[key])}
+                for key in ("errorStack", "errorTypes")
+                if details.get(key)
+            )
+            return DeploymentStatus(
+                state=DEVICE_STATE.get(raw, IN_PROGRESS),
+                error_message=effective.get("reason") or None,
+                error_details=error_details,
+                raw_status=raw,
+            )
         deployment = self.client.get_deployment(deploymentId=handle.deployment_id)
         raw = deployment.get("deploymentStatus", "")
         if raw in ("FAILED", "CANCELED"):

@@ -76,9 +76,11 @@ def deployable(aws: dict[str, Any]) -> dict[str, str]:
     bucket = f"deeplens-deploy-{uuid.uuid4().hex[:8]}"
     aws["s3"].create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     aws["s3"].put_object(Bucket=bucket, Key="repacked/model.tar.gz", Body=model_archive())
+    # a Lambda function's role must trust lambda.amazonaws.com
     role = aws["iam"].create_role(
         RoleName=f"AWSDeepLensLambdaRole-{uuid.uuid4().hex[:8]}",
-        AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[]}',
+        AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
+        '"Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}',
     )
     spec = lambda_package.FunctionSpec(
         name=f"deeplens-inference-{uuid.uuid4().hex[:8]}", role_arn=role["Role"]["Arn"]

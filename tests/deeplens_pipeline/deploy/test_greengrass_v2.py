@@ -1,20 +1,28 @@
-"""Greengrass V2: the recipe and requests, validated against botocore's service model.
+"""Greengrass V2: the recipe and requests, and deployments to a Greengrass V2 core on the emulator.
 
-moto has no Greengrass V2, so the calls go through real boto3 clients with botocore's Stubber:
-every request is serialised and validated against the greengrassv2 model, every scripted
-response against its output shape.
+The emulator (``emulator.extension.greengrass_v2``) serves Greengrass V2 as AWS does: a new
+component version is REQUESTED until its artifacts are checked, only a DEPLOYABLE version can be
+deployed, and the simulated core reports the deployment's outcome with the reason. A few cases the
+emulator cannot produce on demand (a version Greengrass marks FAILED, a wait that runs out, older
+status values) use botocore's Stubber, which still validates every request and response against the
+greengrassv2 service model.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
+import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import Stubber
 from botocore.validate import ParamValidator
 
+from deeplens_pipeline import lambda_package
 from deeplens_pipeline.deploy import greengrass_v2 as gg2
 from deeplens_pipeline.deploy.base import DeploymentHandle
 
@@ -104,90 +112,6 @@ def test_function_zip_is_required(clients, new_request) -> None:
         )
 
 
-def no_deployment_yet(stub: Stubber) -> None:
-    stub.add_response(
-        "list_deployments", {"deployments": []}, {"targetArn": THING_ARN, "historyFilter": "LATEST_ONLY"}
-    )
-
-
-def current_deployment(stub: Stubber, deployment_id: str, components: dict) -> None:
-    """The device's latest deployment is ``deployment_id``, deploying ``components``."""
-    stub.add_response(
-        "list_deployments",
-        {"deployments": [{"deploymentId": deployment_id, "targetArn": THING_ARN, "isLatestForTarget": True}]},
-        {"targetArn": THING_ARN, "historyFilter": "LATEST_ONLY"},
-    )
-    stub.add_response(
-        "get_deployment",
-        {"deploymentId": deployment_id, "deploymentStatus": "ACTIVE", "components": components},
-        {"deploymentId": deployment_id},
-    )
-
-
-def test_deploy_creates_component_then_deployment(clients, new_request) -> None:
-    greengrass, iot = clients
-    request = new_request("deeplens_abc", function_s3_uri=FUNCTION_ZIP)
-    deployer = gg2.GreengrassV2Deployer(greengrass, iot)
-    create_component, create_deployment = deployer.build_requests(request, THING_ARN)
-    name, version = (
-        next(iter(create_deployment["components"].items()))[0],
-        json.loads(create_component["inlineRecipe"])["ComponentVersion"],
-    )
-    with Stubber(iot) as iot_stub, Stubber(greengrass) as stub:
-        iot_stub.add_response("describe_thing", {"thingArn": THING_ARN}, {"thingName": "deeplens_abc"})
-        no_deployment_yet(stub)
-        stub.add_response(
-            "create_component_version",
-            {
-                "componentName": name,
-                "componentVersion": version,
-                "creationTimestamp": NOW,
-                "status": {"componentState": "DEPLOYABLE"},
-            },
-            create_component,
-        )
-        stub.add_response("create_deployment", {"deploymentId": "dep-123"}, create_deployment)
-        handle = deployer.deploy(request)
-        stub.assert_no_pending_responses()
-    assert handle.to_dict() == {
-        "method": "greengrass-v2",
-        "deployment_id": "dep-123",
-        "target": "deeplens_abc",
-        "group_id": None,
-        "details": {"component": name, "component_version": version, "target_arn": THING_ARN},
-    }
-
-
-def test_existing_component_version_is_reused(clients, new_request) -> None:
-    greengrass, iot = clients
-    request = new_request("deeplens_abc", function_s3_uri=FUNCTION_ZIP)
-    deployer = gg2.GreengrassV2Deployer(greengrass, iot)
-    with Stubber(iot) as iot_stub, Stubber(greengrass) as stub:
-        iot_stub.add_response("describe_thing", {"thingArn": THING_ARN}, {"thingName": "deeplens_abc"})
-        no_deployment_yet(stub)
-        stub.add_client_error("create_component_version", "ConflictException", http_status_code=409)
-        stub.add_response(
-            "create_deployment",
-            {"deploymentId": "dep-9"},
-            {
-                **dict.fromkeys(
-                    ["targetArn", "deploymentName", "components", "deploymentPolicies", "clientToken"], ANY
-                )
-            },
-        )
-        assert deployer.deploy(request).deployment_id == "dep-9"
-
-
-def test_unknown_thing_is_a_clear_error(clients, new_request) -> None:
-    greengrass, iot = clients
-    with Stubber(iot) as iot_stub:
-        iot_stub.add_client_error("describe_thing", "ResourceNotFoundException", http_status_code=404)
-        with pytest.raises(LookupError, match="IoT thing 'deeplens_abc' does not exist"):
-            gg2.GreengrassV2Deployer(greengrass, iot).deploy(
-                new_request("deeplens_abc", function_s3_uri=FUNCTION_ZIP)
-            )
-
-
 HANDLE = DeploymentHandle("greengrass-v2", "dep-1", "deeplens_abc")
 
 
@@ -274,44 +198,150 @@ def test_component_name_rules() -> None:
         gg2.component_name("deeplens-x", prefix="bad prefix")
 
 
-def test_retry_reattaches_to_the_device_deployment_of_this_version(clients, new_request) -> None:
-    """Past Greengrass V2's 8-hour client token memory, a retry still creates nothing."""
-    greengrass, iot = clients
-    request = new_request("deeplens_abc", function_s3_uri=FUNCTION_ZIP)
-    deployer = gg2.GreengrassV2Deployer(greengrass, iot)
-    _, create_deployment = deployer.build_requests(request, THING_ARN)
-    ours = create_deployment["components"]
-    with Stubber(iot) as iot_stub, Stubber(greengrass) as stub:
-        iot_stub.add_response("describe_thing", {"thingArn": THING_ARN}, {"thingName": "deeplens_abc"})
-        current_deployment(stub, "dep-1", ours)
-        stub.add_response(
-            "list_effective_deployments", effective("IN_PROGRESS"), {"coreDeviceThingName": "deeplens_abc"}
+# -- waiting for DEPLOYABLE (stubbed: states the emulator reaches only by timing) ------------------
+
+ARN = "arn:aws:greengrass:eu-west-1:123456789012:components:com.deeplens.inference.x:versions:1.0.1"
+
+
+def describe(stub: Stubber, state: str, **status: Any) -> None:
+    stub.add_response(
+        "describe_component", {"arn": ARN, "status": {"componentState": state, **status}}, {"arn": ARN}
+    )
+
+
+def test_wait_polls_until_deployable(clients) -> None:
+    greengrass, _ = clients
+    sleeps: list[float] = []
+    deployer = gg2.GreengrassV2Deployer(greengrass, None, component_poll_interval=3, sleep=sleeps.append)
+    with Stubber(greengrass) as stub:
+        describe(stub, "REQUESTED", message="NONE")
+        describe(stub, "INITIATED")
+        describe(stub, "DEPLOYABLE")
+        deployer.wait_deployable(ARN)
+        stub.assert_no_pending_responses()
+    assert sleeps == [3, 3]
+
+
+def test_a_failed_component_version_fails_with_greengrass_message(clients) -> None:
+    greengrass, _ = clients
+    uri = "s3://deeplens-chocolate/model.tar.gz"
+    with Stubber(greengrass) as stub:
+        describe(
+            stub,
+            "FAILED",
+            message="Failed to compute the digest of 1 artifact(s)",
+            errors={uri: "Specified artifact resource cannot be accessed"},
         )
-        handle = deployer.deploy(request)
-        stub.assert_no_pending_responses()  # no create call was made
-    assert handle.deployment_id == "dep-1"
+        with pytest.raises(gg2.ComponentNotDeployable) as failed:
+            gg2.GreengrassV2Deployer(greengrass, None).wait_deployable(ARN)
+    assert f"{ARN} FAILED: Failed to compute the digest of 1 artifact(s)" in str(failed.value)
+    assert f"{uri}: Specified artifact resource cannot be accessed" in str(failed.value)
+    assert f"delete-component --arn {ARN}" in str(failed.value)
 
 
-def test_a_failed_or_other_deployment_is_replaced(clients, new_request) -> None:
-    greengrass, iot = clients
-    request = new_request("deeplens_abc", function_s3_uri=FUNCTION_ZIP)
-    deployer = gg2.GreengrassV2Deployer(greengrass, iot)
-    _, first_try = deployer.build_requests(request, THING_ARN)
-    ours = first_try["components"]
-    other = {"com.example.other": {"componentVersion": "1.0.0"}}
-    for deployment_id, components, device_status in (("dep-1", ours, "FAILED"), ("dep-7", other, None)):
-        _, expected = deployer.build_requests(request, THING_ARN, deployment_id)
-        assert expected["clientToken"] != first_try["clientToken"]  # never answered with an older one
-        with Stubber(iot) as iot_stub, Stubber(greengrass) as stub:
-            iot_stub.add_response("describe_thing", {"thingArn": THING_ARN}, {"thingName": "deeplens_abc"})
-            current_deployment(stub, deployment_id, components)
-            if device_status:
-                stub.add_response(
-                    "list_effective_deployments",
-                    effective(device_status),
-                    {"coreDeviceThingName": "deeplens_abc"},
-                )
-            stub.add_client_error("create_component_version", "ConflictException", http_status_code=409)
-            stub.add_response("create_deployment", {"deploymentId": "dep-new"}, expected)
-            assert deployer.deploy(request).deployment_id == "dep-new"
-            stub.assert_no_pending_responses()
+def test_the_wait_is_bounded(clients) -> None:
+    greengrass, _ = clients
+    deployer = gg2.GreengrassV2Deployer(greengrass, None, component_timeout=0)
+    with Stubber(greengrass) as stub:
+        describe(stub, "REQUESTED")
+        with pytest.raises(gg2.ComponentNotDeployable, match="still REQUESTED after 0s"):
+            deployer.wait_deployable(ARN)
+
+
+def test_component_version_arn() -> None:
+    assert gg2.component_version_arn(THING_ARN, "com.x", "1.0.2") == (
+        "arn:aws:greengrass:eu-west-1:123456789012:components:com.x:versions:1.0.2"
+    )
+
+
+# -- on the emulator: a DeepLens that is also a Greengrass V2 core ---------------------------------
+
+
+def _upload_function(aws: dict[str, Any], model_s3_uri: str) -> str:
+    bucket = model_s3_uri.split("/")[2]
+    key = f"deploy/functions/deeplens-inference-{uuid.uuid4().hex[:6]}-1.zip"
+    aws["s3"].put_object(Bucket=bucket, Key=key, Body=lambda_package.build_deployment_zip())
+    return f"s3://{bucket}/{key}"
+
+
+@pytest.fixture
+def v2_request(aws, deployable, new_request, register_deeplens) -> Any:
+    """A registered DeepLens (a V2 core), a repacked model, the function's zip, and the request."""
+
+    def make(**changes: Any) -> Any:
+        device = register_deeplens()
+        return device, new_request(
+            device.thing_name,
+            model_s3_uri=deployable["model_s3_uri"],
+            lambda_version_arn=deployable["lambda_version_arn"],
+            function_s3_uri=_upload_function(aws, deployable["model_s3_uri"]),
+            **changes,
+        )
+
+    return make
+
+
+def deployer_for(aws: dict[str, Any]) -> gg2.GreengrassV2Deployer:
+    return gg2.GreengrassV2Deployer(aws["greengrassv2"], aws["iot"], component_poll_interval=0.1)
+
+
+def test_deploy_waits_for_the_component_then_the_device_succeeds(aws, v2_request, final_status) -> None:
+    device, request = v2_request()
+    deployer = deployer_for(aws)
+    handle = deployer.deploy(request)
+    name, version = handle.details["component"], handle.details["component_version"]
+    arn = gg2.component_version_arn(device.thing_arn, name, version)
+    assert aws["greengrassv2"].describe_component(arn=arn)["status"]["componentState"] == "DEPLOYABLE"
+    assert handle.details["target_arn"] == device.thing_arn
+    deployment = aws["greengrassv2"].get_deployment(deploymentId=handle.deployment_id)
+    assert deployment["components"] == {name: {"componentVersion": version}}
+    status = final_status(deployer, handle)
+    assert (status.state, status.raw_status) == ("Success", "COMPLETED")
+
+
+def test_a_retry_reattaches_and_creates_nothing(aws, v2_request, slow_device) -> None:
+    device, request = v2_request()
+    deployer = deployer_for(aws)
+    first = deployer.deploy(request)
+    again = deployer.deploy(request)
+    assert again.deployment_id == first.deployment_id
+    listed = aws["greengrassv2"].list_deployments(targetArn=device.thing_arn, historyFilter="ALL")
+    assert [d["deploymentId"] for d in listed["deployments"]] == [first.deployment_id]
+
+
+def test_a_failed_deployment_is_replaced_on_retry(aws, v2_request, final_status) -> None:
+    """The device refuses a model without deploy graph; a retry deploys again, never re-attaches."""
+    _, request = v2_request()
+    bucket = request.model_s3_uri.split("/")[2]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        info = tarfile.TarInfo("model_algo_1-symbol.json")
+        info.size = 2
+        archive.addfile(info, io.BytesIO(b"{}"))
+    aws["s3"].put_object(Bucket=bucket, Key="repacked/training-only.tar.gz", Body=buffer.getvalue())
+    request = request.__class__(
+        **{**request.__dict__, "model_s3_uri": f"s3://{bucket}/repacked/training-only.tar.gz"}
+    )
+    deployer = deployer_for(aws)
+    first = deployer.deploy(request)
+    failed = final_status(deployer, first)
+    assert failed.state == "Failure"
+    assert "holds no deploy_*-symbol.json" in failed.describe()
+    assert "[errorTypes] USER_COMPONENT_ERROR" in failed.describe()
+    again = deployer.deploy(request)
+    assert again.deployment_id != first.deployment_id
+
+
+def test_a_thing_that_is_no_greengrass_v2_core_is_refused_first(aws, register_deeplens, new_request) -> None:
+    device = register_deeplens(greengrass_v2=False)
+    request = new_request(device.thing_name, function_s3_uri=FUNCTION_ZIP)
+    with pytest.raises(LookupError, match="is not a Greengrass V2 core device"):
+        deployer_for(aws).deploy(request)
+    assert aws["greengrassv2"].list_deployments(targetArn=device.thing_arn)["deployments"] == []
+    with pytest.raises(LookupError, match="is not a Greengrass V2 core device"):
+        deployer_for(aws).status(DeploymentHandle("greengrass-v2", "dep-1", device.thing_name))
+
+
+def test_an_unknown_thing_is_a_clear_error(aws, new_request) -> None:
+    with pytest.raises(LookupError, match="IoT thing 'deeplens_nowhere' does not exist"):
+        deployer_for(aws).deploy(new_request("deeplens_nowhere", function_s3_uri=FUNCTION_ZIP))
