@@ -44,7 +44,7 @@ from deeplens_pipeline.lambda_package import (
     publish_inference_function,
 )
 from deeplens_pipeline.naming import run_token as make_run_token
-from deeplens_pipeline.operators.base import DEFAULT_CONN_ID
+from deeplens_pipeline.operators.base import DEFAULT_CONN_ID, run_scope
 from deeplens_pipeline.triggers.greengrass import DeviceDeploymentTrigger, aws_client, greengrass_deployer
 
 
@@ -70,8 +70,16 @@ class PublishInferenceLambdaOperator(AwsBaseOperator[LambdaHook]):
     returns the existing version. Returns ``{"function_arn", "version", "version_arn",
     "code_sha256"}``.
 
+    The zip holds ``include/lambda`` and, at its root, the ``greengrasssdk`` package (from the
+    pinned ``greengrasssdk`` distribution in requirements.txt). The function is created with
+    ``runtime`` (``python3.13`` by default: Lambda refuses python3.7 and python3.8); the DeepLens's
+    Greengrass V1 core still runs it as Python 3.7 (the greengrass-v1 deployment writes
+    ``FunctionRuntimeOverride``).
+
     :param function_name: Lambda function name; must begin with ``deeplens-``.
-    :param role_arn: The function's execution role (e.g. AWSDeepLensLambdaRole).
+    :param role_arn: The function's execution role (e.g. AWSDeepLensLambdaRole); its trust policy
+        must let ``lambda.amazonaws.com`` assume it.
+    :param runtime: The Lambda runtime the function is created with.
     :param model_name: Prefix of the deploy artefacts, ``deploy_<prefix>``.
     :param labels: Class names in class-id order (list, JSON list or comma-separated text).
     :param image_shape: The model's square input size (300, 480 or 512).
@@ -265,10 +273,11 @@ class DeployToDeviceOperator(AwsBaseOperator[AwsBaseHook]):
     def _token(self, context: Any) -> str:
         if self.run_token:
             return str(self.run_token)
-        run_id = context.get("run_id") or getattr(context.get("dag_run"), "run_id", None)
-        if not run_id:
-            raise AirflowException("no run_token given and no run_id in the task context to derive one")
-        return make_run_token(f"{run_id}|{self.task_id}")
+        try:
+            scope = run_scope(context)
+        except ValueError as err:
+            raise AirflowException(f"no run_token given, and none can be derived: {err}") from None
+        return make_run_token(f"{scope.token}|{self.task_id}")
 
     def build_deployer(self) -> DeviceDeployer:
         """The deployer for ``method``, with clients from this operator's connection."""

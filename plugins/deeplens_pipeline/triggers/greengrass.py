@@ -48,7 +48,12 @@ def greengrass_deployer(method: str, *, group_id: str | None = None, **connectio
     """The Greengrass V1 or V2 deployer, with clients from the connection (``aws_client``'s arguments)."""
     iot = aws_client("iot", **connection)
     if method == "greengrass-v1":
-        return GreengrassV1Deployer(aws_client("greengrass", **connection), iot, group_id=group_id)
+        return GreengrassV1Deployer(
+            aws_client("greengrass", **connection),
+            iot,
+            lambda_client=aws_client("lambda", **connection),  # the version's runtime: the override
+            group_id=group_id,
+        )
     if method == "greengrass-v2":
         return GreengrassV2Deployer(aws_client("greengrassv2", **connection), iot)
     raise ValueError(f"method {method!r} has no deployment status to poll; expected one of {POLLED_METHODS}")

@@ -14,20 +14,22 @@ import json
 import tarfile
 import time
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from airflow.exceptions import AirflowException, TaskDeferred
-from botocore.exceptions import ClientError
 
 from deeplens_pipeline import lambda_package
 from deeplens_pipeline.operators.deploy import DeployToDeviceOperator, PublishInferenceLambdaOperator
 from deeplens_pipeline.triggers.greengrass import DeviceDeploymentTrigger
+from emulator.seed import IAM_DIR, register_core_device
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 CONN_ID = "deeplens_deploy_test"
 RUN_ID = "manual__2026-01-02T03:04:05+00:00"
+DAG_ID = "deeplens_object_detection"
 
 
 @pytest.fixture
@@ -47,11 +49,10 @@ def deeplens(register_deeplens: Any) -> dict[str, str]:
 
 @pytest.fixture
 def role_arn(aws: dict[str, Any]) -> str:
-    role = aws["iam"].create_role(
-        RoleName=f"AWSDeepLensLambdaRole-{uuid.uuid4().hex[:6]}",
-        AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[]}',
-    )
-    return role["Role"]["Arn"]
+    """The inference function's role: trusts lambda.amazonaws.com, as Lambda requires."""
+    from emulator.seed import ensure_role
+
+    return ensure_role(aws["iam"], f"AWSDeepLensLambdaRole-{uuid.uuid4().hex[:6]}", "lambda-execution-role")
 
 
 class TaskInstanceDouble:
@@ -65,7 +66,7 @@ class TaskInstanceDouble:
 
 
 def context() -> dict[str, Any]:
-    return {"run_id": RUN_ID, "ti": TaskInstanceDouble()}
+    return {"run_id": RUN_ID, "dag_run": SimpleNamespace(dag_id=DAG_ID), "ti": TaskInstanceDouble()}
 
 
 @pytest.fixture
@@ -340,18 +341,72 @@ def test_bad_arguments_fail_before_any_aws_call() -> None:
         deploy_operator("no_such_connection", "deeplens_abc", method="ssh").execute(context())
 
 
-def test_greengrass_v2_puts_the_function_beside_the_model(connection, deeplens, model_s3_uri, aws) -> None:
+def test_greengrass_v2_deploys_a_component_to_the_core(
+    connection, deeplens, model_s3_uri, aws, steady_device
+) -> None:
+    """End to end on the emulator: the zip beside the model, a DEPLOYABLE component, the core's status."""
     operator = deploy_operator(
-        connection, deeplens["thing_name"], method="greengrass-v2", model_s3_uri=model_s3_uri
+        connection,
+        deeplens["thing_name"],
+        method="greengrass-v2",
+        model_s3_uri=model_s3_uri,
+        poll_interval=0.1,
+        max_attempts=100,
+        run_token=f"gg2-{uuid.uuid4().hex[:12]}",
     )
     request = operator.build_request(context())
     bucket = model_s3_uri.split("/")[2]
     assert request.function_s3_uri == f"s3://{bucket}/deploy/functions/deeplens-inference-1.zip"
-    # neither moto nor the emulator serves Greengrass V2: the zip is uploaded, then the V2 call fails
-    with pytest.raises(ClientError):
-        operator.execute(context())
+    first_context = context()
+    with pytest.raises(TaskDeferred) as deferred:  # the core has not applied it yet
+        operator.execute(first_context)
     body = aws["s3"].get_object(Bucket=bucket, Key="deploy/functions/deeplens-inference-1.zip")["Body"].read()
     assert body == lambda_package.build_deployment_zip()
+    handle = deferred.value.trigger.handle
+    assert handle["method"] == "greengrass-v2" and first_context["ti"].xcom["deployment_handle"] == handle
+    component = aws["greengrassv2"].get_deployment(deploymentId=handle["deployment_id"])["components"]
+    assert list(component) == [handle["details"]["component"]]
+
+    event = run_trigger(deferred.value.trigger)
+    assert event["status"] == "Success"
+    assert event["deployment_status"]["raw_status"] == "COMPLETED"
+    result = operator.execute_complete(context(), event)
+    assert result == {
+        "group_id": None,
+        "deployment_id": handle["deployment_id"],
+        "status": "Success",
+        "method": "greengrass-v2",
+        "thing_name": deeplens["thing_name"],
+    }
+    # a retry of the finished task finds the successful deployment and returns at once
+    assert operator.execute(context()) == result
+
+
+def test_greengrass_v2_device_failure_fails_the_task_with_its_reason(
+    connection, moto_endpoint, register_deeplens, model_s3_uri, aws, steady_device
+) -> None:
+    """A core whose token exchange role cannot read the bucket: the task fails with the core's reason."""
+    device = register_deeplens(greengrass_v2=False)
+    trust = (IAM_DIR / "device-token-exchange-role-trust.json").read_text()
+    role = aws["iam"].create_role(RoleName=f"tes-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument=trust)
+    alias = f"alias-{uuid.uuid4().hex[:8]}"
+    aws["iot"].create_role_alias(roleAlias=alias, roleArn=role["Role"]["Arn"])  # no permission policy
+    register_core_device(moto_endpoint, REGION, device.thing_name, alias)
+    operator = deploy_operator(
+        connection,
+        device.thing_name,
+        method="greengrass-v2",
+        model_s3_uri=model_s3_uri,
+        poll_interval=0.1,
+        max_attempts=100,
+        run_token=f"gg2-{uuid.uuid4().hex[:12]}",
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute(context())
+    event = run_trigger(deferred.value.trigger)
+    assert event["status"] == "Failure"
+    with pytest.raises(AirflowException, match="GetBucketLocation returns 403 Access Denied"):
+        operator.execute_complete(context(), event)
 
 
 def test_ssh_dry_run_returns_the_commands(connection) -> None:
