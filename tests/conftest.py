@@ -25,6 +25,22 @@ for _key, _value in {
     os.environ[_key] = _value
 
 
+PIPELINE_ACCESS_KEY = "deeplens-pipeline"
+"""The access key of the pipeline's connection in the tests: calls signed with it are the pipeline's."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pipeline_calls() -> Iterator[Any]:
+    """Every AWS API call the pipeline's connection makes during the session (the IAM policies' proof).
+
+    The end-to-end tests add the calls their DAG runs made; tests/iam checks the policies against it.
+    """
+    from emulator.aws_calls import record_calls
+
+    with record_calls(access_key=PIPELINE_ACCESS_KEY) as recorder:
+        yield recorder
+
+
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The embedded emulator (moto server + our extension) on a free loopback port, per session.
@@ -39,6 +55,9 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         # Long enough that a status read right after a create sees InProgress on a loaded machine.
         labeling_delay_seconds=1.0,
         deployment_delay_seconds=1.0,
+        # The legacy greengrass-v1 path stays testable; tests/emulator/test_greengrass.py checks that
+        # by default (as on AWS since 7 October 2026) the V1 API refuses every call.
+        greengrass_v1="available",
     )
     server = EmulatorServer(settings)
     server.start()
@@ -62,7 +81,7 @@ def aws_conn(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> str:
         json.dumps(
             {
                 "conn_type": "aws",
-                "login": "testing",
+                "login": PIPELINE_ACCESS_KEY,
                 "password": "testing",
                 "extra": {"endpoint_url": emulator.url, "region_name": "us-east-1"},
             }

@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     from deeplens_pipeline.summary import format_summary
+    from emulator.aws_calls import record_calls
     from emulator.sample_dataset import generate_sample_dataset
     from emulator.seed import seed_demo_account
 
@@ -159,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             stdout=subprocess.DEVNULL,
             env=os.environ,
         )
-        result = run_dag(run_conf(account, dataset / "images", args.mode, classes))
+        with record_calls() as recorder:  # what the DAG itself asks of AWS (the IAM policies' proof)
+            result = run_dag(run_conf(account, dataset / "images", args.mode, classes))
+        result["aws_calls"] = sorted(recorder.calls)
     finally:
         emulator.terminate()
         emulator.wait(timeout=30)

@@ -105,21 +105,31 @@ def ensure_role(iam: Any, name: str, policy_stem: str) -> str:
 
 
 def _register_device(endpoint_url: str, region: str, thing_name: str) -> str:
+    """The DeepLens as the console registered it: its IoT thing and certificate, and the Greengrass V1
+    group whose core it is while V1 answers; the group id, or "" once Greengrass V1 has ended."""
+    iot = _client("iot", endpoint_url, region)
+    try:
+        thing_arn = iot.describe_thing(thingName=thing_name)["thingArn"]
+        certificate_arn = iot.list_thing_principals(thingName=thing_name)["principals"][0]
+    except iot.exceptions.ResourceNotFoundException:
+        thing_arn = iot.create_thing(thingName=thing_name)["thingArn"]
+        certificate_arn = iot.create_keys_and_certificate(setAsActive=True)["certificateArn"]
+        iot.attach_thing_principal(thingName=thing_name, principal=certificate_arn)
     greengrass = _client("greengrass", endpoint_url, region)
     group_name = f"{thing_name}_Group"
-    for group in greengrass.list_groups().get("Groups", []):
+    try:
+        groups = greengrass.list_groups().get("Groups", [])
+    except greengrass.exceptions.BadRequestException:  # Greengrass V1 ended on 7 October 2026
+        return ""
+    for group in groups:
         if group["Name"] == group_name:
             return group["Id"]
-    iot = _client("iot", endpoint_url, region)
-    thing_arn = iot.create_thing(thingName=thing_name)["thingArn"]
-    cert = iot.create_keys_and_certificate(setAsActive=True)
-    iot.attach_thing_principal(thingName=thing_name, principal=cert["certificateArn"])
     core = greengrass.create_core_definition(
         Name=f"{thing_name}_Core",
         InitialVersion={
             "Cores": [
                 {
-                    "CertificateArn": cert["certificateArn"],
+                    "CertificateArn": certificate_arn,
                     "Id": thing_name,
                     "SyncShadow": True,
                     "ThingArn": thing_arn,

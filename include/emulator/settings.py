@@ -32,6 +32,9 @@ class EmulatorSettings:
     max_tuning_jobs: int = 2
     # Greengrass: how long the simulated device takes to apply a deployment.
     deployment_delay_seconds: float = 2.0
+    # Greengrass V1 ended on 7 October 2026: its API refuses every call unless the legacy service is
+    # explicitly kept ("available"), e.g. to test the greengrass-v1 path that stays selectable.
+    greengrass_v1: str = "ended"
     # Greengrass V2: how long the service takes to validate a new component version (REQUESTED → DEPLOYABLE).
     component_validation_seconds: float = 1.0
 
@@ -55,6 +58,7 @@ class EmulatorSettings:
             deployment_delay_seconds=float(
                 env.get("EMULATOR_DEPLOYMENT_DELAY_SECONDS", base.deployment_delay_seconds)
             ),
+            greengrass_v1=env.get("EMULATOR_GREENGRASS_V1", base.greengrass_v1),
             component_validation_seconds=float(
                 env.get("EMULATOR_COMPONENT_VALIDATION_SECONDS", base.component_validation_seconds)
             ),
@@ -62,6 +66,10 @@ class EmulatorSettings:
 
     def validate(self) -> None:
         """Refuse settings the emulator cannot honour, naming the variable."""
+        if self.greengrass_v1 not in ("ended", "available"):
+            raise ValueError(
+                f"EMULATOR_GREENGRASS_V1 must be 'ended' or 'available', not {self.greengrass_v1!r}"
+            )
         if self.training_mode not in ("fast", "train"):
             raise ValueError(f"EMULATOR_TRAINING_MODE must be 'fast' or 'train', not {self.training_mode!r}")
         for key in self.answer_keys:

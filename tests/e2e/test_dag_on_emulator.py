@@ -52,8 +52,9 @@ def check_summary(summary: dict, mode: str) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("mode", ["train", "tune"])
-def test_whole_dag(tmp_path, mode):
+def test_whole_dag(tmp_path, mode, pipeline_calls):
     result = run_demo(tmp_path, mode)
+    pipeline_calls.calls.update(result["aws_calls"])  # the IAM policies are checked against these
     skipped = "tune_model" if mode == "train" else "train_model"
     assert result["tasks"][skipped] == "skipped"
     check_summary(result["summary"], mode)

@@ -158,3 +158,25 @@ def test_check_model_archive():
         check_model_archive(_tar({"deploy_x-symbol.json": b""}), "u")
     with pytest.raises(ValueError, match="not a gzip tar"):
         check_model_archive(b"nope", "u")
+
+
+def test_after_its_end_of_support_greengrass_v1_refuses_every_call(emulator, monkeypatch):
+    """AWS: "After October 7th, 2026, you will no longer be able to access the AWS IoT Greengrass V1
+    resources." The emulator's default says the same; the tests' server keeps the legacy API."""
+    from botocore.exceptions import ClientError
+
+    from emulator.settings import EmulatorSettings
+
+    assert EmulatorSettings().greengrass_v1 == "ended"
+    monkeypatch.setattr(emulator.settings, "greengrass_v1", "ended")
+    greengrass = boto3.client("greengrass", endpoint_url=emulator.url, region_name=REGION)
+    for call in (greengrass.list_groups, lambda: greengrass.get_group(GroupId="any")):
+        with pytest.raises(ClientError) as err:
+            call()
+        assert err.value.response["Error"]["Code"] == "BadRequestException"
+        assert "end of support on October 7th, 2026" in err.value.response["Error"]["Message"]
+    # Greengrass V2, on the same endpoint, still answers.
+    boto3.client("greengrassv2", endpoint_url=emulator.url, region_name=REGION).list_core_devices()
+    # and a demo account can still be seeded: its DeepLens simply has no V1 group.
+    account = seed_demo_account(emulator.url, region=REGION, bucket="deeplens-gg-ended")
+    assert account.group_id == "" and account.thing_name.startswith("deeplens_")

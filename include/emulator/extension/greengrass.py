@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any
 
+from moto.greengrass.exceptions import GreengrassClientError
 from moto.greengrass.models import greengrass_backends
 from moto.greengrass.responses import GreengrassResponse
 
@@ -180,8 +181,34 @@ def _apply(
     log.info("deployment %s: %s", deployment_id, status)
 
 
+V1_ENDED_MESSAGE = (
+    "AWS IoT Greengrass Version 1 reached its end of support on October 7th, 2026: its resources are "
+    "no longer accessible. Deploy with AWS IoT Greengrass Version 2 (emulator: EMULATOR_GREENGRASS_V1="
+    "available keeps the legacy API for tests)"
+)
+
+
+class GreengrassV1EndedException(GreengrassClientError):
+    """Every Greengrass V1 call after its end of support (AWS: "you will no longer be able to access
+    the AWS IoT Greengrass V1 resources"; the error AWS answers with is not documented)."""
+
+    def __init__(self) -> None:
+        super().__init__("BadRequestException", V1_ENDED_MESSAGE)
+
+
+_original_call_action = GreengrassResponse.call_action
+
+
+def _call_action(self: GreengrassResponse) -> Any:
+    if Runtime.get().settings.greengrass_v1 != "available":
+        raise GreengrassV1EndedException()
+    return _original_call_action(self)
+
+
 def register() -> None:
-    """Make Greengrass V1 deployments finish and create calls honour idempotency tokens."""
+    """Make Greengrass V1 deployments finish and create calls honour idempotency tokens; refuse the
+    whole V1 API unless the settings keep it available (it ended on 7 October 2026)."""
+    GreengrassResponse.call_action = _call_action
     for name in _IDEMPOTENT:
         setattr(GreengrassResponse, name, _idempotent(name, getattr(GreengrassResponse, name)))
     GreengrassResponse.create_deployment = _create_deployment

@@ -24,6 +24,7 @@ from deeplens_pipeline import lambda_package
 from deeplens_pipeline.operators.deploy import DeployToDeviceOperator, PublishInferenceLambdaOperator
 from deeplens_pipeline.triggers.greengrass import DeviceDeploymentTrigger
 from emulator.seed import IAM_DIR, register_core_device
+from tests.conftest import PIPELINE_ACCESS_KEY
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -36,7 +37,10 @@ DAG_ID = "deeplens_object_detection"
 def connection(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """An Airflow AWS connection whose endpoint_url is the moto server."""
     extra = {"endpoint_url": moto_endpoint, "region_name": REGION}
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({"conn_type": "aws", "extra": extra}))
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{CONN_ID.upper()}",
+        json.dumps({"conn_type": "aws", "login": PIPELINE_ACCESS_KEY, "password": "testing", "extra": extra}),
+    )
     return CONN_ID
 
 
@@ -147,6 +151,21 @@ def test_publish_operator_publishes_once_per_code_and_settings(connection, role_
     assert operator.execute(context()) == first  # a retry publishes nothing new
     operator.labels = '["blue_box", "yellow_box", "green_box"]'  # as a rendered template
     assert operator.execute(context())["version"] == "2"
+
+
+def test_publish_operator_uploads_changed_code_as_a_new_version(connection, role_arn, tmp_path) -> None:
+    """New inference code (a project's own change) is uploaded and published, settings unchanged."""
+    import shutil
+
+    from deeplens_pipeline.lambda_package import locate_lambda_source
+
+    source = tmp_path / "lambda"
+    shutil.copytree(locate_lambda_source(), source, ignore=shutil.ignore_patterns("__pycache__"))
+    operator = publish_operator(connection, role_arn, lambda_source_dir=str(source))
+    first = operator.execute(context())
+    (source / "deeplens_logic.py").write_text((source / "deeplens_logic.py").read_text() + "\n# changed\n")
+    second = operator.execute(context())
+    assert second["version"] == "2" and second["code_sha256"] != first["code_sha256"]
 
 
 def test_publish_operator_refuses_bad_names_before_any_call(role_arn) -> None:

@@ -25,6 +25,7 @@ from deeplens_pipeline.operators.images import (
     as_str_list,
     s3_client,
 )
+from tests.conftest import PIPELINE_ACCESS_KEY
 
 CONN_ID = "aws_images_test"
 PHOTOS = Path(__file__).resolve().parents[2] / "fixtures" / "photos"
@@ -36,7 +37,10 @@ REPO = Path(__file__).resolve().parents[3]
 def conn(moto_endpoint, monkeypatch):
     """An Airflow AWS connection (from an environment variable) pointing at the emulator."""
     extra = {"endpoint_url": moto_endpoint, "region_name": "us-east-1"}
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({"conn_type": "aws", "extra": extra}))
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{CONN_ID.upper()}",
+        json.dumps({"conn_type": "aws", "login": PIPELINE_ACCESS_KEY, "password": "testing", "extra": extra}),
+    )
     return CONN_ID
 
 
@@ -110,7 +114,10 @@ def test_the_client_comes_from_the_connection_with_retries(conn, moto_endpoint, 
         "endpoint_url": moto_endpoint,
         "config_kwargs": {"retries": {"mode": "adaptive", "max_attempts": 3}},
     }
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({"conn_type": "aws", "extra": extra}))
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{CONN_ID.upper()}",
+        json.dumps({"conn_type": "aws", "login": PIPELINE_ACCESS_KEY, "password": "testing", "extra": extra}),
+    )
     assert s3_client(conn).meta.config.retries["mode"] == "adaptive"  # the connection's settings win
 
 
