@@ -89,3 +89,21 @@ print(json.dumps({{"clients": len(calls),
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"clients": 0, "heavy": []}
+
+
+def test_every_aws_task_works_in_params_region(dag):
+    """The run's region reaches every client and trigger, whatever the connection's region says."""
+    from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+
+    from deeplens_pipeline.operators.base import PipelineOperator
+
+    for task in dag.tasks:
+        if isinstance(task, AwsBaseOperator):
+            assert task.region_name == "{{ params.region }}", task.task_id
+        elif not isinstance(task, PipelineOperator):  # those build their hooks in config["region"]
+            region = getattr(task, "op_kwargs", {}).get("region_name")
+            assert region in (None, "{{ params.region }}"), task.task_id
+
+
+def test_the_lambda_gets_its_own_role(dag):
+    assert dag.get_task("publish_lambda").role_arn == "{{ params.lambda_role_arn }}"
