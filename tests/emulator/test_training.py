@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from deeplens_pipeline.params import validate_params
 from deeplens_pipeline.training import training_job_config, tuning_job_config
 from emulator.sample_dataset import generate_sample_dataset
+from emulator.seed import ensure_role
 from tests.conftest import stage_sample_split
 
 BUCKET = "deeplens-train-test"
@@ -18,6 +19,9 @@ BUCKET = "deeplens-train-test"
 
 @pytest.fixture(scope="module")
 def data(emulator, tmp_path_factory):
+    # The jobs run as the default params.role_arn, with the project's SageMaker execution role policy.
+    iam = boto3.client("iam", endpoint_url=emulator.url, region_name="us-east-1")
+    ensure_role(iam, "deeplens-sagemaker", "sagemaker-execution-role")
     root = generate_sample_dataset(tmp_path_factory.mktemp("ds"), n_images=6)
     split = stage_sample_split(emulator.url, BUCKET, root, n_train=4)
     s3 = boto3.client("s3", endpoint_url=emulator.url, region_name="us-east-1")

@@ -36,7 +36,7 @@ What AWS does, and where it is written (the report of the change lists the same)
   credentials through its IoT role alias (the alias and its role must exist, and the role must
   trust ``credentials.iot.amazonaws.com``); for each S3 artifact needs ``s3:GetBucketLocation`` on
   the bucket and ``s3:GetObject`` on the object (the role's inline and attached policies, evaluated
-  with moto's ``IAMPolicy``), downloads it, checks the digest, unzips ``ZIP`` artifacts, and checks a
+  by :mod:`.role_permissions`), downloads it, checks the digest, unzips ``ZIP`` artifacts, and checks a
   ``.tar.gz``/``.tgz`` model archive as the Greengrass V1 DeepLens does
   (:func:`emulator.extension.greengrass.check_model_archive`). Lifecycle scripts are not run.
 
@@ -69,14 +69,13 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult, BaseResponse
 from moto.greengrass import urls as greengrass_urls
-from moto.iam.access_control import IAMPolicy, PermissionResult
-from moto.iam.models import iam_backends
 from moto.iot.models import iot_backends
 from moto.moto_api._internal import urls as moto_api_urls
 from moto.s3.models import s3_backends
 from moto.utilities.utils import get_partition
 
 from emulator.extension.greengrass import check_model_archive
+from emulator.extension.role_permissions import RolePermissions, find_role
 from emulator.extension.runtime import Runtime
 from emulator.extension.trust_policy import role_trust
 
@@ -849,14 +848,14 @@ class _Credentials:
 
     def __init__(self, account: str, region: str, role_alias: str) -> None:
         self.account, self.region, self.role_alias = account, region, role_alias
-        self._policies: list[IAMPolicy] | None = None
+        self._permissions: RolePermissions | None = None
 
-    def policies(self) -> list[IAMPolicy]:
-        if self._policies is None:
-            self._policies = self._fetch()
-        return self._policies
+    def permissions(self) -> RolePermissions:
+        if self._permissions is None:
+            self._permissions = self._fetch()
+        return self._permissions
 
-    def _fetch(self) -> list[IAMPolicy]:
+    def _fetch(self) -> RolePermissions:
         def fail(reason: str) -> DeviceFailure:
             return DeviceFailure(
                 f"Failed to get AWS credentials through IoT role alias {self.role_alias}: {reason}",
@@ -867,8 +866,7 @@ class _Credentials:
         alias = iot_backends[self.account][self.region].role_aliases.get(self.role_alias)
         if alias is None:
             raise fail("the role alias does not exist")
-        iam = iam_backends[self.account][get_partition(self.region)]
-        role = next((r for r in iam.roles.values() if r.arn == alias.role_arn), None)
+        role = find_role(alias.role_arn)
         if role is None:
             raise fail(f"its role {alias.role_arn} does not exist")
         trust = role_trust(role.arn, CREDENTIALS_PRINCIPAL)
@@ -876,44 +874,12 @@ class _Credentials:
             raise fail(
                 f"the credentials provider cannot assume role {role.arn}: its trust policy: {trust.reason}"
             )
-        documents = list(role.policies.values()) + [
-            _default_document(policy) for policy in role.managed_policies.values()
-        ]
-        return [IAMPolicy(_evaluable(document)) for document in documents]
+        permissions = RolePermissions(role.arn, role)
+        permissions.policies()  # read the policies now, as the credentials are issued
+        return permissions
 
     def allows(self, action: str, resource: str) -> bool:
-        results = [p.is_action_permitted(action.lower(), resource) for p in self.policies()]
-        return PermissionResult.DENIED not in results and PermissionResult.PERMITTED in results
-
-
-def _default_document(policy: Any) -> str:
-    return next(v.document for v in policy.versions if v.is_default)
-
-
-def _evaluable(document: str | dict[str, Any]) -> str:
-    """The policy as moto's ``IAMPolicy`` evaluates it faithfully.
-
-    Actions are matched case-insensitively (lowered on both sides); statements with a ``Condition``
-    or ``NotResource`` are left out (moto would turn a conditional Allow into a Deny and a
-    ``NotResource`` Allow into an Allow of everything), so they never grant anything here.
-    """
-    from emulator.extension.trust_policy import parse_policy
-
-    policy = parse_policy(document)
-    statements = policy.get("Statement", [])
-    kept = []
-    for statement in statements if isinstance(statements, list) else [statements]:
-        if not isinstance(statement, dict) or "Condition" in statement or "NotResource" in statement:
-            continue
-        statement = dict(statement)
-        for field in ("Action", "NotAction"):
-            if field in statement:
-                value = statement[field]
-                statement[field] = (
-                    [str(a).lower() for a in value] if isinstance(value, list) else str(value).lower()
-                )
-        kept.append(statement)
-    return json.dumps({"Version": policy.get("Version", "2012-10-17"), "Statement": kept})
+        return self.permissions().allows(action, resource)
 
 
 def _device_check(account: str, region: str, core: dict[str, Any], deployment: dict[str, Any]) -> None:

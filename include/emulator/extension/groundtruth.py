@@ -9,6 +9,15 @@ It finds the answer by the S3 object's ``deeplens-source`` metadata (written by 
 maps the boxes through the ``deeplens-transform`` metadata (the preprocessing geometry) and writes
 ``<S3OutputPath>/<job>/manifests/output/output.manifest`` in Ground Truth's real format. A job tagged
 ``emulator:outcome=Failed`` fails (reason from the tag ``emulator:failure-reason``).
+
+The job acts as its execution role (``RoleArn``), as on AWS: before any task is labelled, the role's
+permission policies must allow ``s3:GetObject`` on the input manifest, on every image it lists, on
+the label category configuration and on the worker task template (``UiTemplateS3Uri``), and
+``s3:PutObject`` on the output manifest; otherwise the job fails with a ``ClientError`` that names
+the object, the role and the permission, in the form Ground Truth uses for a resource its role cannot
+use ("Ensure ..., that the role <arn> has permissions to ... and try your request again.", quoted for
+a Lambda function in aws-samples/amazon-comprehend-semi-structured-documents-annotation-tools#3).
+The exact wording AWS uses for S3 is not confirmed.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
 from moto.sagemaker.responses import SageMakerResponse
 from PIL import Image
 
+from emulator.extension.role_permissions import RolePermissions
 from emulator.extension.runtime import Runtime
 
 log = logging.getLogger("emulator.groundtruth")
@@ -294,8 +304,11 @@ def _workforce(runtime: Runtime, key: tuple[str, str, str]) -> None:
         )
         return
     s3 = runtime.client("s3", region)
+    permissions = RolePermissions(job["RoleArn"])  # the job acts as its execution role
+    out_uri = output_manifest_uri(job)
     try:
-        lines, classes = _read_inputs(s3, job)
+        lines, classes = _read_inputs(s3, job, permissions)
+        _require(permissions, "s3:PutObject", out_uri)
         _check_cors(s3, lines)
         answers = load_answer_keys(runtime.settings.answer_keys)
         output = [_label(s3, job, line, classes, answers) for line in lines]
@@ -306,7 +319,6 @@ def _workforce(runtime: Runtime, key: tuple[str, str, str]) -> None:
     if _status(key) == "Stopping":
         _set(key, LabelingJobStatus="Stopped", FailureReason="Stopped by StopLabelingJob")
         return
-    out_uri = f"{job['OutputConfig']['S3OutputPath'].rstrip('/')}/{name}/manifests/output/output.manifest"
     bucket, out_key = split_s3_uri(out_uri)
     s3.put_object(Bucket=bucket, Key=out_key, Body="".join(json.dumps(o) + "\n" for o in output).encode())
     _set(
@@ -318,8 +330,37 @@ def _workforce(runtime: Runtime, key: tuple[str, str, str]) -> None:
     log.info("labelling job %s completed: %d images", name, len(output))
 
 
-def _read_inputs(s3: Any, job: dict[str, Any]) -> tuple[list[str], list[str]]:
+def output_manifest_uri(job: dict[str, Any]) -> str:
+    """Where the job writes its output manifest."""
+    return (
+        f"{job['OutputConfig']['S3OutputPath'].rstrip('/')}/{job['LabelingJobName']}"
+        "/manifests/output/output.manifest"
+    )
+
+
+def access_denied(permissions: RolePermissions, action: str, uri: str) -> str:
+    """Why the job cannot use an S3 object as its role (the FailureReason, after ``ClientError: ``)."""
+    bucket, key = split_s3_uri(uri)
+    verb = "write" if action == "s3:PutObject" else "read"
+    exists = "" if action == "s3:PutObject" else "the object exists, "
+    return (
+        f"Could not {verb} {uri} (AccessDenied: Access Denied). Ensure {exists}that the role "
+        f"{permissions.role_arn} has permission {action} on arn:{permissions.partition}:s3:::{bucket}/{key} "
+        "and try your request again."
+    )
+
+
+def _require(permissions: RolePermissions, action: str, uri: str) -> None:
+    bucket, key = split_s3_uri(uri)
+    if not permissions.allows_s3(action, bucket, key):
+        raise ValueError(access_denied(permissions, action, uri))
+
+
+def _read_inputs(s3: Any, job: dict[str, Any], permissions: RolePermissions) -> tuple[list[str], list[str]]:
+    """The manifest's lines and the label categories, read as the job's role; every object the tasks
+    show the workers (each image, the task template) must be readable by the role too."""
     manifest_uri = job["InputConfig"]["DataSource"]["S3DataSource"]["ManifestS3Uri"]
+    _require(permissions, "s3:GetObject", manifest_uri)
     bucket, key = split_s3_uri(manifest_uri)
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
@@ -331,6 +372,12 @@ def _read_inputs(s3: Any, job: dict[str, Any]) -> tuple[list[str], list[str]]:
     config_uri = job.get("LabelCategoryConfigS3Uri")
     if not config_uri:
         raise ValueError("LabelCategoryConfigS3Uri is required for bounding-box jobs")
+    _require(permissions, "s3:GetObject", config_uri)
+    template_uri = job["HumanTaskConfig"].get("UiConfig", {}).get("UiTemplateS3Uri")
+    if template_uri:
+        _require(permissions, "s3:GetObject", template_uri)
+    for line in lines:
+        _require(permissions, "s3:GetObject", json.loads(line)["source-ref"])
     cb, ck = split_s3_uri(config_uri)
     config = json.loads(s3.get_object(Bucket=cb, Key=ck)["Body"].read())
     return lines, [entry["label"] for entry in config["labels"]]

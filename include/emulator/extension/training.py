@@ -7,8 +7,19 @@ augmented manifests and their images are staged from the emulated S3, the ML too
 CloudWatch Logs as SageMaker's does, ``validation:mAP`` is read from the log with the built-in
 algorithm's metric regex, and ``model.tar.gz`` is uploaded to ``<S3OutputPath>/<job>/output/``.
 
+The job acts as its execution role (``RoleArn``), as on AWS: the role's permission policies must
+allow ``s3:GetObject`` on each augmented manifest and on every image it lists (checked as the channels
+are staged), and ``s3:PutObject`` on ``<S3OutputPath>/<job>/output/model.tar.gz`` (checked when the
+model is uploaded); otherwise the job fails with SageMaker's ``ClientError`` wording. A refused read
+is reported as users quote it, "ClientError: Data download failed:Unable to download object <uri>
+(AccessDenied: Access Denied)" (aws/amazon-sagemaker-examples#4384); the emulator adds the role and
+the action it lacks. The refused upload follows the same form ("Model upload failed:Unable to upload
+object <uri> (AccessDenied: Access Denied)"); its exact AWS wording is not confirmed.
+
 A tuning job runs its training jobs one at a time through the same path, sampling the request's
-ranges, and reports the best as ``BestTrainingJob``.
+ranges, and reports the best as ``BestTrainingJob``. When none succeeds it fails with "No training
+job succeeded after <n> attempts. Please take a look at the training job failures to get more
+details." (the reason quoted in aws/amazon-sagemaker-examples#2436 and #2437).
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ from moto.sagemaker.models import sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 
 from emulator.extension.groundtruth import split_s3_uri
+from emulator.extension.role_permissions import RolePermissions
 from emulator.extension.runtime import Runtime
 from emulator.settings import REPO_ROOT
 
@@ -120,8 +132,40 @@ def _finish(job: Any, status: str, reason: str | None = None) -> None:
     job.secondary_status = {"Completed": "Completed", "Failed": "Failed"}.get(status, "Stopped")
 
 
-def stage_channel(s3: Any, manifest_uri: str, attribute: str, dest: Path) -> Path:
-    """Download an augmented manifest and its images; write a manifest of local paths."""
+def download_denied(uri: str, permissions: RolePermissions) -> str:
+    """SageMaker's FailureReason for an input object its execution role may not read."""
+    bucket, key = split_s3_uri(uri)
+    return (
+        f"ClientError: Data download failed:Unable to download object {uri} (AccessDenied: Access Denied). "
+        f"The execution role {permissions.role_arn} is not allowed s3:GetObject on "
+        f"arn:{permissions.partition}:s3:::{bucket}/{key}"
+    )
+
+
+def upload_denied(uri: str, permissions: RolePermissions) -> str:
+    """The FailureReason for an output its execution role may not write."""
+    bucket, key = split_s3_uri(uri)
+    return (
+        f"ClientError: Model upload failed:Unable to upload object {uri} (AccessDenied: Access Denied). "
+        f"The execution role {permissions.role_arn} is not allowed s3:PutObject on "
+        f"arn:{permissions.partition}:s3:::{bucket}/{key}"
+    )
+
+
+def _require_read(permissions: RolePermissions | None, uri: str) -> None:
+    bucket, key = split_s3_uri(uri)
+    if permissions is not None and not permissions.allows_s3("s3:GetObject", bucket, key):
+        raise RuntimeError(download_denied(uri, permissions))
+
+
+def stage_channel(
+    s3: Any, manifest_uri: str, attribute: str, dest: Path, permissions: RolePermissions | None = None
+) -> Path:
+    """Download an augmented manifest and its images; write a manifest of local paths.
+
+    With ``permissions`` (the job's execution role), each object is read only if the role may.
+    """
+    _require_read(permissions, manifest_uri)
     bucket, key = split_s3_uri(manifest_uri)
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
@@ -137,6 +181,7 @@ def stage_channel(s3: Any, manifest_uri: str, attribute: str, dest: Path) -> Pat
         if attribute not in record:
             raise RuntimeError(f"ClientError: {manifest_uri} line {number} has no attribute {attribute!r}")
         ref = record["source-ref"]
+        _require_read(permissions, ref)
         ib, ik = split_s3_uri(ref)
         local = images / (hashlib.sha1(ref.encode()).hexdigest()[:16] + Path(ik).suffix)
         if not local.exists():
@@ -182,6 +227,7 @@ def _run_training(runtime: Runtime, key: tuple[str, str, str]) -> None:
     work.mkdir(parents=True, exist_ok=True)
     s3 = runtime.client("s3", region)
     sink = _LogSink(runtime, region, name)
+    permissions = RolePermissions(job.role_arn)  # the job acts as its execution role
     try:
         _transition(job, "Downloading", "Downloading input data")
         channels = {}
@@ -189,7 +235,7 @@ def _run_training(runtime: Runtime, key: tuple[str, str, str]) -> None:
             source = channel["DataSource"]["S3DataSource"]
             attribute = source["AttributeNames"][-1]
             channels[channel["ChannelName"]] = stage_channel(
-                s3, source["S3Uri"], attribute, work / channel["ChannelName"]
+                s3, source["S3Uri"], attribute, work / channel["ChannelName"], permissions
             )
         missing = {"train", "validation"} - set(channels)
         if missing:
@@ -228,6 +274,8 @@ def _run_training(runtime: Runtime, key: tuple[str, str, str]) -> None:
         _transition(job, "Uploading", "Uploading generated training model")
         out_uri = f"{job.output_data_config['S3OutputPath'].rstrip('/')}/{name}/output/model.tar.gz"
         bucket, out_key = split_s3_uri(out_uri)
+        if not permissions.allows_s3("s3:PutObject", bucket, out_key):
+            raise RuntimeError(upload_denied(out_uri, permissions))
         s3.upload_file(str(output), bucket, out_key)
         job.model_artifacts = {"S3ModelArtifacts": out_uri}
         job.final_metric_data_list = [{"MetricName": METRIC_NAME, "Value": best, "Timestamp": _now()}]
@@ -394,7 +442,10 @@ def _run_tuning(runtime: Runtime, key: tuple[str, str, str]) -> None:
     job.last_modified_time = now
     if not scored:
         job.hyper_parameter_tuning_job_status = "Failed"
-        job.failure_reason = "No training job succeeded"
+        job.failure_reason = (
+            f"No training job succeeded after {len(results)} attempts. "
+            "Please take a look at the training job failures to get more details."
+        )
         return
     pick = max if objective["Type"] == "Maximize" else min
     best = pick(scored, key=lambda r: r["metric"])
