@@ -4,8 +4,9 @@ Greengrass V1 reached its end of support; a device re-provisioned with Greengras
 same inference code as a component: its recipe downloads the repacked model archive (unpacked
 into ``/opt/awscam/artifacts`` at install) and the function's zip (unpacked by Greengrass),
 sets the inference settings as environment variables and runs the function. Publishing goes
-through the nucleus IPC (the function falls back to it when ``greengrasssdk`` is absent), so the
-recipe grants ``PublishToIoTCore`` on the function's topic and installs ``awsiotsdk``.
+through the nucleus IPC (the function picks it when the nucleus's component environment is set,
+although ``greengrasssdk`` is in the zip too), so the recipe grants ``PublishToIoTCore`` on the
+function's topic and installs ``awsiotsdk``.
 
 The component version is derived from the recipe's content: the same model, function and
 settings give the same version, so a retry finds its version already created. A retry also

@@ -209,7 +209,7 @@ class DeployToDeviceOperator(AwsBaseOperator[AwsBaseHook]):
         model_name: str,
         labels: Sequence[str] | str,
         image_shape: int | str,
-        method: str = "greengrass-v1",
+        method: str = "greengrass-v2",
         threshold: float | str = 0.5,
         resize_mode: str = "letterbox",
         memory_mb: int = 1536,

@@ -193,6 +193,7 @@ def test_publish_operator_templates() -> None:
 def deploy_operator(connection: str, thing_name: str, **changes: Any) -> DeployToDeviceOperator:
     values: dict[str, Any] = {
         "task_id": "deploy_to_device",
+        "method": "greengrass-v1",  # the legacy path most of these tests follow; v2 tests say so
         "thing_name": thing_name,
         "model_s3_uri": "s3://deeplens-chocolate/output/deeplens-train-x/output/model-deploy.tar.gz",
         "lambda_version_arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:deeplens-inference:1",
