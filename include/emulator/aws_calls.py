@@ -7,8 +7,9 @@ Authorization Reference: most operations are ``<prefix>:<Operation>``; S3 and a 
 and some operations need other actions too, e.g. ``iam:PassRole`` for a role passed to a service),
 and check that a policy grants each one and grants nothing else (:func:`granted_actions`).
 
-Only the action is checked here, not the resource: the policies scope resources by the
-``deeplens-`` bucket and name prefixes, which the README documents.
+Only the action is checked here, not the resource or a condition: the policies scope resources by
+the ``deeplens-`` bucket and name prefixes (a test checks every ARN they name carries it), and the
+emulator's own role checks evaluate resources for the SageMaker and device roles.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ class CallRecorder:
 
 @contextmanager
 def record_calls(access_key: str | None = None) -> Iterator[CallRecorder]:
-    """Record every boto3/botocore API call this process makes (any thread) while the block runs.
+    """Record every boto3/botocore API call this process makes (any thread) while the block runs,
+    and the deferrable triggers' aiobotocore calls too.
 
     With ``access_key``, only calls signed with that key (the pipeline's connection, not a test's
     own clients or the emulator's) are recorded.
@@ -103,19 +105,38 @@ def record_calls(access_key: str | None = None) -> Iterator[CallRecorder]:
     from botocore.client import BaseClient
 
     recorder = CallRecorder()
+
+    def record(client: Any, operation_name: str) -> None:
+        credentials = client._request_signer._credentials
+        if access_key is None or (credentials is not None and credentials.access_key == access_key):
+            recorder.add(client.meta.service_model.signing_name, operation_name)
+
     original = BaseClient._make_api_call
 
     def recording(self: Any, operation_name: str, api_params: Any) -> Any:
-        credentials = self._request_signer._credentials
-        if access_key is None or (credentials is not None and credentials.access_key == access_key):
-            recorder.add(self.meta.service_model.signing_name, operation_name)
+        record(self, operation_name)
         return original(self, operation_name, api_params)
 
+    patches: list[tuple[Any, Any]] = [(BaseClient, original)]
     BaseClient._make_api_call = recording  # type: ignore[method-assign]
+    try:
+        from aiobotocore.client import AioBaseClient
+    except ImportError:  # pragma: no cover - the Airflow environment has it
+        AioBaseClient = None
+    if AioBaseClient is not None:
+        original_async = AioBaseClient._make_api_call
+
+        async def recording_async(self: Any, operation_name: str, api_params: Any) -> Any:
+            record(self, operation_name)
+            return await original_async(self, operation_name, api_params)
+
+        patches.append((AioBaseClient, original_async))
+        AioBaseClient._make_api_call = recording_async
     try:
         yield recorder
     finally:
-        BaseClient._make_api_call = original  # type: ignore[method-assign]
+        for cls, method in patches:
+            cls._make_api_call = method
 
 
 def load_policy(path: Path) -> dict[str, Any]:

@@ -28,9 +28,8 @@ BUILTIN_LAMBDA_ACCOUNTS = {
     "ap-southeast-2": "454466003867",
 }
 LABEL_CONFIG_VERSION = "2018-11-28"
-# Task availability limits (HumanTaskConfig.TaskAvailabilityLifetimeInSeconds, botocore's model):
-# 12 hours for the public crowd, 30 days for private and vendor work teams.
-PUBLIC_MAX_AVAILABILITY_SECONDS = 12 * 3600
+# Task availability limit (HumanTaskConfig.TaskAvailabilityLifetimeInSeconds, botocore's model):
+# 30 days for private and vendor work teams (12 hours for the public crowd, which is not supported).
 MAX_AVAILABILITY_SECONDS = 30 * 24 * 3600
 MIN_AVAILABILITY_SECONDS = 60
 # The CORS rule AWS's "CORS Requirement for Input Image Data" page gives for the buckets holding a
@@ -83,18 +82,10 @@ def builtin_lambda_arns(region: str) -> tuple[str, str]:
     return f"{base}:PRE-BoundingBox", f"{base}:ACS-BoundingBox"
 
 
-def workforce_kind(workteam_arn: str) -> str:
-    """``private``, ``vendor`` or ``public``, from a work team ARN (``workteam/<kind>-crowd/...``)."""
-    resource = workteam_arn.split(":", 5)[-1]
-    kind = resource.split("/")[1] if resource.count("/") >= 2 else ""
-    kinds = {"private-crowd": "private", "vendor-crowd": "vendor", "public-crowd": "public"}
-    return kinds.get(kind, "private")
-
-
-def task_availability_seconds(timeout_days: float, workforce: str = "private") -> int:
-    """How long each task stays offered: the labelling wait, within the workforce's limit."""
-    limit = PUBLIC_MAX_AVAILABILITY_SECONDS if workforce == "public" else MAX_AVAILABILITY_SECONDS
-    return max(MIN_AVAILABILITY_SECONDS, min(limit, int(timeout_days * 24 * 3600)))
+def task_availability_seconds(timeout_days: float) -> int:
+    """How long each task stays offered to a private or vendor team: the labelling wait, at most
+    30 days (the public crowd, with its 12-hour limit, is refused by ``check_params``)."""
+    return max(MIN_AVAILABILITY_SECONDS, min(MAX_AVAILABILITY_SECONDS, int(timeout_days * 24 * 3600)))
 
 
 def allows_labeling(rule: dict[str, Any]) -> bool:

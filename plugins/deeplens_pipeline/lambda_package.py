@@ -9,7 +9,7 @@ entries, fixed timestamps and modes, no compression), so unchanged code keeps it
 and publishing again returns the existing version instead of creating a new one.
 
 The function is created with ``DEFAULT_RUNTIME`` (python3.13): Lambda refuses new python3.7
-and python3.8 functions, and the DeepLens's Greengrass V1 core runs it as Python 3.7 anyway
+functions (and python3.8 from 2027-02-01), and the DeepLens's Greengrass V1 core runs it as Python 3.7 anyway
 (the greengrass-v1 deployer writes ``FunctionRuntimeOverride``). The boto3 ``lambda`` client is
 passed in.
 """
@@ -44,7 +44,8 @@ code runs unchanged. Lambda only stores the code: the DeepLens runs it with its 
 DEVICE_RUNTIME = "python3.7"
 """The runtime the DeepLens's Greengrass V1 core runs the function with."""
 REFUSED_RUNTIMES = frozenset({"python2.7", "python3.6", "python3.7", "python3.8"})
-"""Python runtimes Lambda's CreateFunction refuses today (past their "block function create" date)."""
+"""Python runtimes the pipeline will not create a function on: Lambda refuses 2.7, 3.6 and 3.7 today
+and python3.8 (deprecated) from 2027-02-01 (AWS's runtime table)."""
 SDK_DISTRIBUTION = "greengrasssdk"
 SDK_VERSION = "1.6.1"
 SDK_PACKAGE = "greengrasssdk"
@@ -219,7 +220,8 @@ class FunctionSpec:
             )
         if self.runtime in REFUSED_RUNTIMES:
             raise ValueError(
-                f"runtime {self.runtime!r}: Lambda no longer creates or updates functions on it; use "
+                f"runtime {self.runtime!r}: Lambda refuses (or, deprecated, will soon refuse) to create "
+                f"or update functions on it; use "
                 f"{DEFAULT_RUNTIME!r} (the DeepLens still runs the function as {DEVICE_RUNTIME}: the "
                 "greengrass-v1 deployment sets FunctionRuntimeOverride)"
             )
@@ -304,18 +306,21 @@ def create_or_update_function(client: Any, spec: FunctionSpec, package: bytes) -
         )
         client.get_waiter("function_active_v2").wait(FunctionName=spec.name)
         return client.get_function_configuration(FunctionName=spec.name)
-    if current.get("CodeSha256") != sha:
-        logger.info("Updating the code of %s (%s -> %s)", spec.name, current.get("CodeSha256"), sha)
-        client.update_function_code(
-            FunctionName=spec.name, ZipFile=package, Publish=False, **_revision(current)
-        )
-        client.get_waiter("function_updated_v2").wait(FunctionName=spec.name)
-        current = client.get_function_configuration(FunctionName=spec.name)
+    # Configuration first: a function still on a runtime Lambda blocks for updates (an older
+    # deployment's python3.7) can only move off it by UpdateFunctionConfiguration; its code update
+    # would be refused.
     differences = configuration_differences(current, spec)
     if differences:
         logger.info("Updating the configuration of %s: %s", spec.name, ", ".join(differences))
         client.update_function_configuration(
             FunctionName=spec.name, **spec.configuration(), **_revision(current)
+        )
+        client.get_waiter("function_updated_v2").wait(FunctionName=spec.name)
+        current = client.get_function_configuration(FunctionName=spec.name)
+    if current.get("CodeSha256") != sha:
+        logger.info("Updating the code of %s (%s -> %s)", spec.name, current.get("CodeSha256"), sha)
+        client.update_function_code(
+            FunctionName=spec.name, ZipFile=package, Publish=False, **_revision(current)
         )
         client.get_waiter("function_updated_v2").wait(FunctionName=spec.name)
         current = client.get_function_configuration(FunctionName=spec.name)

@@ -167,20 +167,7 @@ def test_the_labeling_cors_rule_is_added_once_and_existing_rules_are_kept():
     assert gt.cors_with_labeling_rule([{"AllowedMethods": ["GET", "HEAD"], "AllowedOrigins": ["*"]}]) is None
 
 
-@pytest.mark.parametrize(
-    ("arn", "kind"),
-    [
-        ("arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/team", "private"),
-        ("arn:aws:sagemaker:us-east-1:123456789012:workteam/vendor-crowd/acme", "vendor"),
-        ("arn:aws:sagemaker:us-east-1:394669845002:workteam/public-crowd/default", "public"),
-    ],
-)
-def test_workforce_kind(arn, kind):
-    assert gt.workforce_kind(arn) == kind
-
-
 def test_task_availability_follows_the_wait_within_the_workforce_limit():
     assert gt.task_availability_seconds(1) == 86400
     assert gt.task_availability_seconds(45) == 30 * 86400
-    assert gt.task_availability_seconds(1, "public") == 12 * 3600
     assert gt.task_availability_seconds(0.0001) == 60

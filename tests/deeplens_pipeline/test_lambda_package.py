@@ -214,7 +214,7 @@ def test_name_with_bad_characters_is_refused() -> None:
         ({"role_arn": "my-role"}, "not an IAM role ARN"),
         ({"timeout": 0}, "1..900"),
         ({"memory_size": 64}, "128..10240"),
-        ({"runtime": "python3.7"}, "Lambda no longer creates or updates functions on it; use 'python3.13'"),
+        ({"runtime": "python3.7"}, r"Lambda refuses \(or, deprecated, will soon refuse\) to create"),
         ({"runtime": "python3.8"}, "FunctionRuntimeOverride"),
     ],
 )
@@ -381,3 +381,31 @@ def test_publish_refuses_a_version_with_other_code() -> None:
         )
         with pytest.raises(RuntimeError, match="with CodeSha256 someone-else, expected mine"):
             lp.publish_version(client, spec, "mine")
+
+
+def test_a_function_left_on_python37_moves_to_the_new_runtime_after_updates_are_blocked(
+    aws: dict, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An earlier deployment's python3.7 function: once Lambda blocks its updates, only a
+    configuration update can move it off python3.7, so that comes before the code update."""
+    from datetime import date
+
+    from emulator.extension import service_rules
+
+    client = aws["lambda"]
+    name = f"deeplens-inference-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(service_rules, "today", lambda: date(2023, 6, 1))  # python3.7 still accepted
+    client.create_function(
+        FunctionName=name,
+        Runtime="python3.7",
+        Role=aws["role_arn"],
+        Handler=lp.DEFAULT_HANDLER,
+        Code={"ZipFile": lp.build_deployment_zip(source)},
+    )
+    monkeypatch.setattr(service_rules, "today", lambda: date(2027, 6, 1))  # updates blocked too
+    with pytest.raises(client.exceptions.InvalidParameterValueException):
+        client.update_function_code(FunctionName=name, ZipFile=b"PK\x05\x06" + bytes(18))
+    (source / "deeplens_logic.py").write_text("# the new code\n")
+    current = lp.create_or_update_function(client, _spec(aws, name), lp.build_deployment_zip(source))
+    assert current["Runtime"] == lp.DEFAULT_RUNTIME
+    assert current["CodeSha256"] == lp.code_sha256(lp.build_deployment_zip(source))

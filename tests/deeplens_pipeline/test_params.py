@@ -93,3 +93,10 @@ def test_the_public_crowd_is_refused_with_the_reason():
 def test_vendor_work_teams_are_accepted():
     vendor = "arn:aws:sagemaker:us-east-1:123456789012:workteam/vendor-crowd/acme"
     assert validate_params({"workteam_arn": vendor})["workteam_arn"] == vendor
+
+
+def test_the_runtime_param_and_the_library_agree():
+    from deeplens_pipeline import lambda_package
+
+    assert PARAM_SPECS["lambda_runtime"].default == lambda_package.DEFAULT_RUNTIME
+    assert not set(PARAM_SPECS["lambda_runtime"].schema["enum"]) & lambda_package.REFUSED_RUNTIMES

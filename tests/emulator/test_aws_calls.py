@@ -33,3 +33,23 @@ def test_operations_map_to_the_actions_iam_authorises():
     }
     assert "iam:PassRole" in iam_actions(["lambda:CreateFunction"])
     assert iam_actions(["sagemaker:DescribeTrainingJob"]) == {"sagemaker:DescribeTrainingJob"}
+
+
+def test_the_triggers_async_calls_are_recorded_too(emulator):
+    import asyncio
+
+    from aiobotocore.session import get_session
+
+    async def call():
+        async with get_session().create_client(
+            "s3",
+            endpoint_url=emulator.url,
+            region_name="us-east-1",
+            aws_access_key_id="pipeline-key",
+            aws_secret_access_key="x",
+        ) as client:
+            await client.list_buckets()
+
+    with record_calls(access_key="pipeline-key") as recorder:
+        asyncio.run(call())
+    assert recorder.calls == {"s3:ListBuckets"}

@@ -39,25 +39,39 @@ def device(emulator):
     clients["s3"].put_object(
         Bucket=account.bucket, Key="bad.tar.gz", Body=_tar({"model_algo_1-symbol.json": b"{}"})
     )
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("lambda_function.py", "def function_handler(event, context):\n    return None\n")
-    fn = clients["lambda"].create_function(
-        FunctionName="deeplens-gg-test",
-        Runtime="python3.12",
-        Role=account.lambda_role_arn,
-        Handler="lambda_function.function_handler",
-        Code={"ZipFile": code.getvalue()},
-    )
-    version = clients["lambda"].publish_version(FunctionName="deeplens-gg-test")
+
+    def function(name, with_sdk=True):
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("lambda_function.py", "def function_handler(event, context):\n    return None\n")
+            if with_sdk:  # AWS's V1 packaging guide: the greengrasssdk folder at the zip's root
+                archive.writestr("greengrasssdk/__init__.py", "")
+        created = clients["lambda"].create_function(
+            FunctionName=name,
+            Runtime="python3.12",  # what Lambda accepts; the core runs python3.7 (the override)
+            Role=account.lambda_role_arn,
+            Handler="lambda_function.function_handler",
+            Code={"ZipFile": code.getvalue()},
+        )
+        return created, clients["lambda"].publish_version(FunctionName=name)
+
+    fn, version = function("deeplens-gg-test")
+    _, no_sdk = function("deeplens-gg-test-no-sdk", with_sdk=False)
     group = clients["greengrass"].get_group(GroupId=account.group_id)
     core = clients["greengrass"].get_group_version(
         GroupId=account.group_id, GroupVersionId=group["LatestVersion"]
     )["Definition"]["CoreDefinitionVersionArn"]
-    return {"account": account, "core": core, "fn": fn, "version_arn": version["FunctionArn"], **clients}
+    return {
+        "account": account,
+        "core": core,
+        "fn": fn,
+        "version_arn": version["FunctionArn"],
+        "no_sdk_version_arn": no_sdk["FunctionArn"],
+        **clients,
+    }
 
 
-def deploy(device, model_key, function_arn, token=None):
+def deploy(device, model_key, function_arn, token=None, runtime_override="python3.7"):
     gg, bucket = device["greengrass"], device["account"].bucket
     functions = gg.create_function_definition(
         InitialVersion={
@@ -65,7 +79,12 @@ def deploy(device, model_key, function_arn, token=None):
                 {
                     "Id": "inference",
                     "FunctionArn": function_arn,
-                    "FunctionConfiguration": {"MemorySize": 65536, "Timeout": 30, "Pinned": True},
+                    "FunctionConfiguration": {
+                        "MemorySize": 65536,
+                        "Timeout": 30,
+                        "Pinned": True,
+                        **({"FunctionRuntimeOverride": runtime_override} if runtime_override else {}),
+                    },
                 }
             ]
         }
@@ -137,6 +156,18 @@ def test_device_failure_reasons(device, model, function, reason):
     status = final_status(device, deploy(device, model, arn))
     assert status["DeploymentStatus"] == "Failure"
     assert reason in status["ErrorMessage"]
+
+
+def test_the_core_runs_only_python37_functions_that_carry_greengrasssdk(device):
+    status = final_status(device, deploy(device, "good.tar.gz", device["version_arn"], runtime_override=None))
+    assert status["DeploymentStatus"] == "Failure"
+    assert (
+        "would run as python3.12" in status["ErrorMessage"]
+        and "FunctionRuntimeOverride" in status["ErrorMessage"]
+    )
+    status = final_status(device, deploy(device, "good.tar.gz", device["no_sdk_version_arn"]))
+    assert status["DeploymentStatus"] == "Failure"
+    assert "no greengrasssdk/ at its root" in status["ErrorMessage"]
 
 
 def test_client_token_makes_create_deployment_idempotent(device):

@@ -234,12 +234,17 @@ def test_a_job_whose_images_bucket_has_no_cors_rule_fails_with_the_reason(aws):
 
 
 def test_cors_rules_as_s3_matches_origins():
+    team = "https://team.labeling.us-east-1.sagemaker.aws"
     portal = [{"AllowedMethods": ["GET"], "AllowedOrigins": ["https://*.labeling.us-east-1.sagemaker.aws"]}]
-    assert cors_allows_workers(portal, "us-east-1")
-    assert not cors_allows_workers(portal, "eu-west-1")
-    assert cors_allows_workers([LABELING_CORS_RULE], "eu-west-1")
-    assert not cors_allows_workers([{"AllowedMethods": ["PUT"], "AllowedOrigins": ["*"]}], "us-east-1")
-    assert not cors_allows_workers([], "us-east-1")
+    assert cors_allows_workers(portal, team)
+    assert not cors_allows_workers(portal, "https://team.labeling.eu-west-1.sagemaker.aws")
+    assert cors_allows_workers([{"AllowedMethods": ["GET"], "AllowedOrigins": [team]}], team)
+    assert not cors_allows_workers(
+        [{"AllowedMethods": ["GET"], "AllowedOrigins": ["https://other.example"]}], team
+    )
+    assert cors_allows_workers([LABELING_CORS_RULE], team)
+    assert not cors_allows_workers([{"AllowedMethods": ["PUT"], "AllowedOrigins": ["*"]}], team)
+    assert not cors_allows_workers([], team)
 
 
 def test_public_crowd_needs_a_price_and_at_most_twelve_hours(aws):

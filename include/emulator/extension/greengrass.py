@@ -16,8 +16,10 @@ import logging
 import tarfile
 import threading
 import time
+import zipfile
 from typing import Any
 
+from moto.awslambda.models import lambda_backends
 from moto.greengrass.exceptions import GreengrassClientError
 from moto.greengrass.models import greengrass_backends
 from moto.greengrass.responses import GreengrassResponse
@@ -121,7 +123,7 @@ def check_model_archive(data: bytes, uri: str) -> str:
     return model
 
 
-def device_check(runtime: Runtime, region: str, group_id: str, version_id: str) -> None:
+def device_check(runtime: Runtime, account: str, region: str, group_id: str, version_id: str) -> None:
     """What the device verifies before it reports success; ValueError with the reason otherwise."""
     greengrass = runtime.client("greengrass", region)
     definition = greengrass.get_group_version(GroupId=group_id, GroupVersionId=version_id)["Definition"]
@@ -142,6 +144,7 @@ def device_check(runtime: Runtime, region: str, group_id: str, version_id: str) 
             lam.get_function(FunctionName=arn)
         except lam.exceptions.ResourceNotFoundException:
             raise ValueError(f"Lambda function {arn} does not exist") from None
+        check_function_for_the_core(account, region, arn, function.get("FunctionConfiguration") or {})
     if "ResourceDefinitionVersionArn" in definition:
         rid, rver = _definition_ids(definition["ResourceDefinitionVersionArn"])
         resources = greengrass.get_resource_definition_version(
@@ -160,12 +163,36 @@ def device_check(runtime: Runtime, region: str, group_id: str, version_id: str) 
             check_model_archive(body, data["S3Uri"])
 
 
+DEEPLENS_CORE_RUNTIME = "python3.7"
+"""The only Python runtime a DeepLens's Greengrass V1 core (GGC 1.x on the device) runs."""
+
+
+def check_function_for_the_core(account: str, region: str, arn: str, configuration: dict[str, Any]) -> None:
+    """What the DeepLens's core needs of a Python function: to run it as Python 3.7 (its Lambda
+    runtime or ``FunctionRuntimeOverride``) and, at the zip's root, the ``greengrasssdk`` package
+    (AWS's V1 packaging guide: "the greengrasssdk folder must be in the root")."""
+    name, _, version = arn.split(":function:", 1)[1].partition(":")
+    function = lambda_backends[account][region].get_function(name, version or None)
+    effective = configuration.get("FunctionRuntimeOverride") or function.run_time
+    if effective != DEEPLENS_CORE_RUNTIME:
+        raise ValueError(
+            f"{arn} would run as {effective}, which the DeepLens's Greengrass core does not have; set "
+            f"FunctionRuntimeOverride to {DEEPLENS_CORE_RUNTIME} in the function definition"
+        )
+    with zipfile.ZipFile(io.BytesIO(function.code_bytes)) as package:
+        if "greengrasssdk/__init__.py" not in package.namelist():
+            raise ValueError(
+                f"{arn}: the deployment package has no greengrasssdk/ at its root: the function "
+                "cannot import greengrasssdk on the core"
+            )
+
+
 def _apply(
     runtime: Runtime, account: str, region: str, group_id: str, version_id: str, deployment_id: str
 ) -> None:
     time.sleep(runtime.settings.deployment_delay_seconds)
     try:
-        device_check(runtime, region, group_id, version_id)
+        device_check(runtime, account, region, group_id, version_id)
         status, error = "Success", None
     except Exception as err:
         status, error = "Failure", str(err)

@@ -28,6 +28,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -309,7 +310,7 @@ def _workforce(runtime: Runtime, key: tuple[str, str, str]) -> None:
     try:
         lines, classes = _read_inputs(s3, job, permissions)
         _require(permissions, "s3:PutObject", out_uri)
-        _check_cors(s3, lines)
+        _check_cors(s3, lines, worker_portal_origin(key[0], region, job["HumanTaskConfig"]["WorkteamArn"]))
         answers = load_answer_keys(runtime.settings.answer_keys)
         output = [_label(s3, job, line, classes, answers) for line in lines]
     except Exception as err:  # the job fails with the reason, as Ground Truth reports it
@@ -383,10 +384,17 @@ def _read_inputs(s3: Any, job: dict[str, Any], permissions: RolePermissions) -> 
     return lines, [entry["label"] for entry in config["labels"]]
 
 
-def cors_allows_workers(rules: list[dict[str, Any]], region: str) -> bool:
-    """Whether a bucket's CORS rules let the worker portal (``https://*.labeling.<region>.sagemaker.aws``)
-    GET its images, as S3 matches origins: exact, ``*``, or one ``*`` wildcard."""
-    origin = f"https://deeplens-team.labeling.{region}.sagemaker.aws"
+def worker_portal_origin(account: str, region: str, workteam_arn: str) -> str:
+    """The origin the workers' browsers load images from: the private team's own portal
+    (``https://<subdomain>.labeling.<region>.sagemaker.aws``), else one no rule can guess."""
+    team = _find_workteam(account, region, workteam_arn)
+    subdomain = team["SubDomain"] if team else f"{uuid.uuid4().hex[:12]}.labeling.{region}.sagemaker.aws"
+    return f"https://{subdomain}"
+
+
+def cors_allows_workers(rules: list[dict[str, Any]], origin: str) -> bool:
+    """Whether a bucket's CORS rules let ``origin`` GET its images, as S3 matches origins: exactly,
+    ``*``, or with one ``*`` wildcard."""
     return any(
         "GET" in rule.get("AllowedMethods", [])
         and any(fnmatch.fnmatchcase(origin, pattern) for pattern in rule.get("AllowedOrigins", []))
@@ -394,7 +402,7 @@ def cors_allows_workers(rules: list[dict[str, Any]], region: str) -> bool:
     )
 
 
-def _check_cors(s3: Any, lines: list[str]) -> None:
+def _check_cors(s3: Any, lines: list[str], origin: str) -> None:
     """Ground Truth's tasks fail when a bucket holding input images has no suitable CORS rule."""
     buckets = sorted({split_s3_uri(json.loads(line)["source-ref"])[0] for line in lines})
     for bucket in buckets:
@@ -402,10 +410,11 @@ def _check_cors(s3: Any, lines: list[str]) -> None:
             rules = s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
         except s3.exceptions.ClientError:
             rules = []
-        if not cors_allows_workers(rules, s3.meta.region_name):
+        if not cors_allows_workers(rules, origin):
             raise ValueError(
                 f"the workers' browsers could not load the images in s3://{bucket}: the bucket has no CORS "
-                "rule allowing GET from the labeling portal (see 'CORS Requirement for Input Image Data')"
+                f"rule allowing GET from the labeling portal {origin} "
+                "(see 'CORS Requirement for Input Image Data')"
             )
 
 

@@ -42,6 +42,7 @@ from deeplens_pipeline.deploy.base import (
     split_s3_uri,
 )
 from deeplens_pipeline.deploy.inference_settings import infer_topic
+from deeplens_pipeline.lambda_package import DEVICE_RUNTIME
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ DEFAULT_COMPONENT_PREFIX = "com.deeplens.inference"
 AWSIOTSDK_REQUIREMENT = "awsiotsdk>=1.11,<2"
 _COMPONENT_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,128}$")
 _THING_ARN = re.compile(r"^arn:(aws[a-z-]*):iot:([a-z0-9-]+):(\d{12}):thing/.+$")
+DEVICE_PYTHON = DEVICE_RUNTIME  # "python3.7": the interpreter the DeepLens's software provides;
+# its plain ``python3`` (Ubuntu 16.04's) is older than the function's code needs.
 DEFAULT_COMPONENT_TIMEOUT = 300.0
 """Seconds to wait for a new component version to become DEPLOYABLE (AWS takes seconds)."""
 
@@ -130,13 +133,13 @@ def component_recipe(request: DeploymentRequest, name: str, version: str = "0.0.
                     "Install": {
                         "Script": (
                             f"mkdir -p {DEVICE_ARTIFACTS_DIR} && {unpack_model} && "
-                            f"python3 -m pip install --user '{AWSIOTSDK_REQUIREMENT}'"
+                            f"{DEVICE_PYTHON} -m pip install --user '{AWSIOTSDK_REQUIREMENT}'"
                         ),
                         "RequiresPrivilege": True,
                     },
                     "Run": {
                         "Script": (
-                            "python3 -u {artifacts:decompressedPath}/"
+                            f"{DEVICE_PYTHON} -u {{artifacts:decompressedPath}}/"
                             f"{_zip_folder(request.function_s3_uri)}/deeplens_inference.py"
                         ),
                         "RequiresPrivilege": True,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from botocore.exceptions import ClientError
 
+log = logging.getLogger(__name__)
 WAITERS = Path(__file__).resolve().parent.parent / "waiters" / "sagemaker.json"
 
 
@@ -23,17 +26,22 @@ class GroundTruthHook(SageMakerHook):
         return WAITERS
 
     def describe_labeling_job(self, name: str) -> dict[str, Any] | None:
-        """DescribeLabelingJob, or None when no job has that name.
+        """DescribeLabelingJob, or None when no job has that name (see :func:`describe_or_none`)."""
+        return describe_or_none(lambda job: self.conn.describe_labeling_job(LabelingJobName=job), name)
 
-        The service model lists ``ResourceNotFound``, but the real service answers an unknown name
-        with ``ValidationException`` (as AWS's own sagemaker-controller expects). Our names are
-        valid by construction and boto3 has checked the request's shape, so here a
-        ``ValidationException`` can only mean "no such job"; both answers are taken as that.
-        """
-        try:
-            return self.conn.describe_labeling_job(LabelingJobName=name)
-        except ClientError as err:
-            if err.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
-                self.log.info("No labelling job %s yet (%s)", name, err.response["Error"].get("Message"))
-                return None
-            raise
+
+def describe_or_none(describe: Callable[[str], dict[str, Any]], name: str) -> dict[str, Any] | None:
+    """``describe(name)``, or None when SageMaker has no job of that name.
+
+    The service models list ``ResourceNotFound``, but the real service answers an unknown training
+    or labelling job with ``ValidationException`` (as AWS's own sagemaker-controller expects). The
+    pipeline's names are valid by construction and boto3 has checked the request's shape, so here
+    a ``ValidationException`` can only mean "no such job"; both answers are taken as that.
+    """
+    try:
+        return describe(name)
+    except ClientError as err:
+        if err.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
+            log.info("No SageMaker job %s yet (%s)", name, err.response["Error"].get("Message"))
+            return None
+        raise

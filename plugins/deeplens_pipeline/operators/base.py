@@ -23,12 +23,13 @@ def run_config(context: Any) -> dict[str, Any]:
     return validate_params(dict(context["params"]))
 
 
-def environment_id() -> str:
+def environment_id(*, create: bool = False) -> str:
     """What tells this Airflow environment apart from others using the same AWS account.
 
     ``$DEEPLENS_ENVIRONMENT`` when set (e.g. the MWAA environment's name); otherwise a random id
-    kept in the Airflow Variable ``deeplens_environment_id``, created by the first run's first
-    task. Job names hash it, so deleting that Variable makes later runs use new names.
+    kept in the Airflow Variable ``deeplens_environment_id``, which only the run's first task
+    creates (``create``): a later task that finds it gone fails instead of naming jobs anew, since
+    every task of a run must compute the same job names.
     """
     value = os.environ.get(ENVIRONMENT_ENV, "").strip()
     if value:
@@ -36,20 +37,26 @@ def environment_id() -> str:
     from airflow.sdk import Variable
 
     value = Variable.get(ENVIRONMENT_VARIABLE, default=None)
-    if not value:
-        value = uuid.uuid4().hex
-        Variable.set(ENVIRONMENT_VARIABLE, value, description="Keeps this environment's AWS job names apart")
+    if value:
+        return value
+    if not create:
+        raise RuntimeError(
+            f"the Airflow Variable {ENVIRONMENT_VARIABLE} (this environment's id in job names) is missing: "
+            f"it was deleted after the run started; set it back, or set ${ENVIRONMENT_ENV}"
+        )
+    value = uuid.uuid4().hex
+    Variable.set(ENVIRONMENT_VARIABLE, value, description="Keeps this environment's AWS job names apart")
     return value
 
 
-def run_scope(context: Any) -> RunScope:
+def run_scope(context: Any, *, create_environment: bool = False) -> RunScope:
     """This task's run, DAG and environment: what job names and idempotency tokens derive from."""
     dag_run = context.get("dag_run")
     dag_id = getattr(context.get("dag"), "dag_id", None) or getattr(dag_run, "dag_id", None)
     run_id = context.get("run_id") or getattr(dag_run, "run_id", None)
     if not dag_id or not run_id:
         raise ValueError("the task context names no DAG or no run: job names derive from both")
-    return RunScope(environment_id(), dag_id, run_id)
+    return RunScope(environment_id(create=create_environment), dag_id, run_id)
 
 
 class PipelineOperator(BaseOperator):

@@ -23,9 +23,10 @@ class CheckParamsOperator(PipelineOperator):
             config = run_config(context)
         except ParamError as err:
             raise AirflowFailException(str(err)) from None
-        for warning in param_warnings(config):
+        warnings = param_warnings(config)
+        for warning in warnings:
             self.log.warning("%s", warning)
-        scope = run_scope(context)
+        scope = run_scope(context, create_environment=True)
         names = {
             "labeling_job": labeling_job_name(scope),
             "training_job": training_job_name(scope),
@@ -38,4 +39,4 @@ class CheckParamsOperator(PipelineOperator):
             scope.environment,
             names,
         )
-        return {"params": config, "job_names": names, "warnings": param_warnings(config)}
+        return {"params": config, "job_names": names, "warnings": warnings}

@@ -72,7 +72,7 @@ class PublishInferenceLambdaOperator(AwsBaseOperator[LambdaHook]):
 
     The zip holds ``include/lambda`` and, at its root, the ``greengrasssdk`` package (from the
     pinned ``greengrasssdk`` distribution in requirements.txt). The function is created with
-    ``runtime`` (``python3.13`` by default: Lambda refuses python3.7 and python3.8); the DeepLens's
+    ``runtime`` (``python3.13`` by default: Lambda refuses python3.7, and python3.8 from 2027); the DeepLens's
     Greengrass V1 core still runs it as Python 3.7 (the greengrass-v1 deployment writes
     ``FunctionRuntimeOverride``).
 

@@ -172,9 +172,7 @@ class GroundTruthLabelingOperator(PipelineOperator):
             task_description=config["task_description"],
             workers_per_image=config["workers_per_image"],
             task_time_limit_seconds=config["task_time_limit_seconds"],
-            task_availability_seconds=gt.task_availability_seconds(
-                config["labeling_timeout_days"], gt.workforce_kind(config["workteam_arn"])
-            ),
+            task_availability_seconds=gt.task_availability_seconds(config["labeling_timeout_days"]),
             tags={"deeplens:pipeline": "object-detection"},
         )
         arn = hook.conn.create_labeling_job(**request)["LabelingJobArn"]

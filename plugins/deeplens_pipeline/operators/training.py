@@ -20,22 +20,13 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
 )
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.sdk.exceptions import AirflowException
-from botocore.exceptions import ClientError
 
 from deeplens_pipeline import training
+from deeplens_pipeline.hooks.groundtruth import describe_or_none
 from deeplens_pipeline.naming import training_job_name, tuning_job_name
 from deeplens_pipeline.operators.base import DEFAULT_CONN_ID, PipelineOperator, run_config, run_scope
 
 RUNNING = ("InProgress", "Stopping")
-
-
-def _describe_or_none(describe: Any, name: str) -> dict[str, Any] | None:
-    try:
-        return describe(name)
-    except ClientError as err:
-        if err.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
-            return None
-        raise
 
 
 def _poll_budget(config: dict[str, Any], jobs: int = 1) -> tuple[int, int]:
@@ -85,7 +76,7 @@ class DeepLensTrainingOperator(_TriggersInTheRunsRegion, SageMakerTrainingOperat
         config = run_config(context)
         name = training_job_name(run_scope(context))
         self.check_interval, self.max_attempts = _poll_budget(config)
-        existing = _describe_or_none(self.hook.describe_training_job, name)
+        existing = describe_or_none(self.hook.describe_training_job, name)
         if existing is None:
             self.config = training.training_job_config(
                 job_name=name,
@@ -116,7 +107,7 @@ class DeepLensTrainingOperator(_TriggersInTheRunsRegion, SageMakerTrainingOperat
         )
 
 
-class DeepLensTuningOperator(_TriggersInTheRunsRegion, SageMakerTuningOperator):
+class DeepLensTuningOperator(SageMakerTuningOperator):
     """Tune learning rate and optimizer for validation:mAP; re-attach on retry."""
 
     template_fields = (*SageMakerTuningOperator.template_fields, "split")
@@ -129,7 +120,7 @@ class DeepLensTuningOperator(_TriggersInTheRunsRegion, SageMakerTuningOperator):
         config = run_config(context)
         name = tuning_job_name(run_scope(context))
         poll, attempts = _poll_budget(config, jobs=config["tuning_max_jobs"])
-        existing = _describe_or_none(self.hook.describe_tuning_job, name)
+        existing = describe_or_none(self.hook.describe_tuning_job, name)
         if existing is None:
             self.config = training.tuning_job_config(
                 job_name=name,

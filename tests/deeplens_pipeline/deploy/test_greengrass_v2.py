@@ -68,8 +68,10 @@ def test_requests_are_valid_for_the_service_model(clients, new_request) -> None:
         in lifecycle["Install"]["Script"]
     )
     assert lifecycle["Run"]["Script"] == (
-        "python3 -u {artifacts:decompressedPath}/deeplens-inference-3/deeplens_inference.py"
+        "python3.7 -u {artifacts:decompressedPath}/deeplens-inference-3/deeplens_inference.py"
     )
+    # the DeepLens's plain python3 (Ubuntu 16.04) is too old for the function: 3.7, as on its V1 core
+    assert "python3.7 -m pip install --user 'awsiotsdk" in lifecycle["Install"]["Script"]
     policy = recipe["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"][
         "aws.greengrass.ipc.mqttproxy"
     ]
