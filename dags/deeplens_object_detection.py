@@ -48,7 +48,8 @@ with DAG(
     },
     tags=["deeplens", "sagemaker", "object-detection"],
 ) as dag:
-    check = CheckParamsOperator(task_id="check_params", retries=0)
+    # A bad value fails at once (AirflowFailException, never retried); other errors retry like any task.
+    check = CheckParamsOperator(task_id="check_params")
 
     images = build_images_group(
         source="{{ params.image_source }}",

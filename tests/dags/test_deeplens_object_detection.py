@@ -110,3 +110,8 @@ def test_every_aws_task_works_in_params_region(dag):
 
 def test_the_lambda_gets_its_own_role(dag):
     assert dag.get_task("publish_lambda").role_arn == "{{ params.lambda_role_arn }}"
+
+
+def test_check_params_retries_like_any_task(dag):
+    """Only a bad value must not be retried (the operator raises AirflowFailException for it)."""
+    assert dag.get_task("check_params").retries == 2

@@ -55,3 +55,16 @@ def test_the_environment_variable_wins(variables, monkeypatch):
 def test_a_context_without_dag_or_run_is_refused(variables):
     with pytest.raises(ValueError, match="names no DAG or no run"):
         base.run_scope({"run_id": "r"})
+
+
+def test_check_params_fails_a_bad_value_at_once_and_retries_anything_else(variables):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from deeplens_pipeline.operators.config import CheckParamsOperator
+
+    operator = CheckParamsOperator(task_id="check_params", retries=2)
+    with pytest.raises(AirflowFailException, match=r"^params\.bucket: must begin with 'deeplens-'"):
+        operator.execute({**CONTEXT, "params": {"bucket": "photos"}})  # no retry can fix it
+    result = operator.execute({**CONTEXT, "params": {}})
+    assert result["job_names"]["training_job"].startswith("deeplens-train-202611260500-")
+    assert result["warnings"] == []
