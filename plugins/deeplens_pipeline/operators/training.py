@@ -25,6 +25,7 @@ from deeplens_pipeline import training
 from deeplens_pipeline.hooks.groundtruth import describe_or_none
 from deeplens_pipeline.naming import training_job_name, tuning_job_name
 from deeplens_pipeline.operators.base import DEFAULT_CONN_ID, PipelineOperator, run_config, run_scope
+from deeplens_pipeline.triggers.sagemaker import SageMakerJobTrigger
 
 RUNNING = ("InProgress", "Stopping")
 
@@ -45,14 +46,15 @@ def _channels(split: dict[str, Any]) -> dict[str, Any]:
 
 
 class _TriggersInTheRunsRegion:
-    """The provider's SageMaker operators build their trigger without a region, so it would poll
-    in the connection's region while the job was created in ``params.region``: pass it through."""
+    """The provider's training operator defers on a trigger built without a region (so it would
+    poll in the connection's region while the job was created in ``params.region``) and that polls
+    at once: swap in ours, in the run's region and waiting one interval first."""
 
     region_name: str | None
 
     def defer(self, *, trigger: Any, **kwargs: Any) -> None:
-        if isinstance(trigger, SageMakerTrigger) and not trigger.region_name:
-            trigger.region_name = self.region_name
+        if isinstance(trigger, SageMakerTrigger) and not isinstance(trigger, SageMakerJobTrigger):
+            trigger = SageMakerJobTrigger.from_provider(trigger, self.region_name)
         super().defer(trigger=trigger, **kwargs)  # type: ignore[misc]
 
 
@@ -95,7 +97,7 @@ class DeepLensTrainingOperator(_TriggersInTheRunsRegion, SageMakerTrainingOperat
                 f"Training job {name} is {status}: {existing.get('FailureReason', 'no reason given')}"
             )
         self.defer(
-            trigger=SageMakerTrigger(
+            trigger=SageMakerJobTrigger(
                 job_name=name,
                 job_type="Training",
                 waiter_delay=self.check_interval,
@@ -141,7 +143,7 @@ class DeepLensTuningOperator(SageMakerTuningOperator):
                     f"Tuning job {name} is {status}: {existing.get('FailureReason', 'no reason given')}"
                 )
         self.defer(
-            trigger=SageMakerTrigger(
+            trigger=SageMakerJobTrigger(
                 job_name=name,
                 job_type="tuning",
                 waiter_delay=poll,

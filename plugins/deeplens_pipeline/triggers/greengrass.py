@@ -11,6 +11,7 @@ triggerer's event loop never blocks, and the optional ``aiobotocore`` extra is n
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -114,6 +115,9 @@ class DeviceDeploymentTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         handle = DeploymentHandle.from_dict(self.handle)
+        # The operator has just read the status: the first poll comes one interval later (a resume
+        # right away would race Airflow 3.3.1's scheduler, apache/airflow#72716).
+        await asyncio.sleep(self.poll_interval)
         try:
             deployer = await sync_to_async(self._deployer)()
 

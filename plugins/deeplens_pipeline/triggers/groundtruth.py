@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
+from airflow.triggers.base import TriggerEvent
 
 from deeplens_pipeline.hooks.groundtruth import GroundTruthHook
 
@@ -10,7 +14,9 @@ from deeplens_pipeline.hooks.groundtruth import GroundTruthHook
 class LabelingJobTrigger(AwsBaseWaiterTrigger):
     """Polls DescribeLabelingJob until Completed (success) or Failed/Stopped (error event).
 
-    Each poll logs the status and label counters, so the task log shows progress.
+    Each poll logs the status and label counters, so the task log shows progress. The first poll
+    comes one ``waiter_delay`` after the deferral: the operator has just checked the job, and a
+    resume right away would race Airflow 3.3.1's scheduler (apache/airflow#72716).
     """
 
     def __init__(
@@ -36,6 +42,11 @@ class LabelingJobTrigger(AwsBaseWaiterTrigger):
             aws_conn_id=aws_conn_id,
             region_name=region_name,
         )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        await asyncio.sleep(self.waiter_delay)
+        async for event in super().run():
+            yield event
 
     def hook(self) -> GroundTruthHook:
         return GroundTruthHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
