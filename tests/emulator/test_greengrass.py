@@ -1,7 +1,6 @@
 """The simulated DeepLens applies Greengrass V1 deployments and reports what it misses."""
 
 import io
-import tarfile
 import time
 import zipfile
 
@@ -10,18 +9,9 @@ import pytest
 
 from emulator.extension.greengrass import check_model_archive
 from emulator.seed import seed_demo_account
+from tests.emulator.helpers import tar_gz as _tar
 
 REGION = "us-east-1"
-
-
-def _tar(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

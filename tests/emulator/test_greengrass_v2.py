@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 import time
 import uuid
 import zipfile
@@ -19,6 +18,7 @@ import yaml
 from botocore.exceptions import ClientError
 
 from emulator.seed import IAM_DIR, register_core_device, register_greengrass_v2_core
+from tests.emulator.helpers import tar_gz as _tar
 
 REGION = "ap-southeast-2"  # apart from the other tests' regions
 TRUST_IOT = {
@@ -31,16 +31,6 @@ TRUST_IOT = {
         }
     ],
 }
-
-
-def _tar(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def _zip() -> bytes:

@@ -3,7 +3,6 @@ write the output, as on AWS. Plus the shared evaluator of a role's permission po
 
 import io
 import json
-import time
 import uuid
 
 import boto3
@@ -17,6 +16,7 @@ from emulator.extension.role_permissions import RolePermissions, documents_allow
 from emulator.sample_dataset import generate_sample_dataset
 from emulator.seed import IAM_DIR, ensure_role
 from tests.conftest import stage_sample_split
+from tests.emulator.helpers import wait_for_job as wait
 
 REGION = "us-east-1"
 BUCKET = "deeplens-perm-test"
@@ -218,16 +218,6 @@ def labeling_request(aws, name, role):
             "AnnotationConsolidationConfig": {"AnnotationConsolidationLambdaArn": ACS_LAMBDA},
         },
     }
-
-
-def wait(describe, key, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = describe()
-        if job[key] in ("Completed", "Failed", "Stopped"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError("job did not finish")
 
 
 def run_training(aws, name, role):

@@ -2,7 +2,6 @@
 
 import io
 import tarfile
-import time
 
 import boto3
 import pytest
@@ -13,6 +12,7 @@ from deeplens_pipeline.training import training_job_config, tuning_job_config
 from emulator.sample_dataset import generate_sample_dataset
 from emulator.seed import ensure_role
 from tests.conftest import stage_sample_split
+from tests.emulator.helpers import wait_for_job as wait
 
 BUCKET = "deeplens-train-test"
 
@@ -49,16 +49,6 @@ ARGS = dict(
     output_uri=f"s3://{BUCKET}/output/",
     num_training_samples=4,
 )
-
-
-def wait(describe, key, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = describe()
-        if job[key] in ("Completed", "Failed", "Stopped"):
-            return job
-        time.sleep(0.3)
-    raise AssertionError("job did not finish")
 
 
 def test_training_job_runs_and_writes_a_sagemaker_layout_artifact(data):

@@ -132,22 +132,14 @@ def _finish(job: Any, status: str, reason: str | None = None) -> None:
     job.secondary_status = {"Completed": "Completed", "Failed": "Failed"}.get(status, "Stopped")
 
 
-def download_denied(uri: str, permissions: RolePermissions) -> str:
-    """SageMaker's FailureReason for an input object its execution role may not read."""
+def access_denied(uri: str, permissions: RolePermissions, action: str) -> str:
+    """SageMaker's FailureReason for an object its execution role may not read (``s3:GetObject``, a
+    data download) or write (``s3:PutObject``, the model upload)."""
     bucket, key = split_s3_uri(uri)
+    step, verb = ("Data download", "download") if action == "s3:GetObject" else ("Model upload", "upload")
     return (
-        f"ClientError: Data download failed:Unable to download object {uri} (AccessDenied: Access Denied). "
-        f"The execution role {permissions.role_arn} is not allowed s3:GetObject on "
-        f"arn:{permissions.partition}:s3:::{bucket}/{key}"
-    )
-
-
-def upload_denied(uri: str, permissions: RolePermissions) -> str:
-    """The FailureReason for an output its execution role may not write."""
-    bucket, key = split_s3_uri(uri)
-    return (
-        f"ClientError: Model upload failed:Unable to upload object {uri} (AccessDenied: Access Denied). "
-        f"The execution role {permissions.role_arn} is not allowed s3:PutObject on "
+        f"ClientError: {step} failed:Unable to {verb} object {uri} (AccessDenied: Access Denied). "
+        f"The execution role {permissions.role_arn} is not allowed {action} on "
         f"arn:{permissions.partition}:s3:::{bucket}/{key}"
     )
 
@@ -155,7 +147,7 @@ def upload_denied(uri: str, permissions: RolePermissions) -> str:
 def _require_read(permissions: RolePermissions | None, uri: str) -> None:
     bucket, key = split_s3_uri(uri)
     if permissions is not None and not permissions.allows_s3("s3:GetObject", bucket, key):
-        raise RuntimeError(download_denied(uri, permissions))
+        raise RuntimeError(access_denied(uri, permissions, "s3:GetObject"))
 
 
 def stage_channel(
@@ -275,7 +267,7 @@ def _run_training(runtime: Runtime, key: tuple[str, str, str]) -> None:
         out_uri = f"{job.output_data_config['S3OutputPath'].rstrip('/')}/{name}/output/model.tar.gz"
         bucket, out_key = split_s3_uri(out_uri)
         if not permissions.allows_s3("s3:PutObject", bucket, out_key):
-            raise RuntimeError(upload_denied(out_uri, permissions))
+            raise RuntimeError(access_denied(out_uri, permissions, "s3:PutObject"))
         s3.upload_file(str(output), bucket, out_key)
         job.model_artifacts = {"S3ModelArtifacts": out_uri}
         job.final_metric_data_list = [{"MetricName": METRIC_NAME, "Value": best, "Timestamp": _now()}]
