@@ -1,11 +1,12 @@
 """DeepLens object detection, end to end: photos → labels → SSD model → camera.
 
 Stages (the original guide's steps in brackets): prepare and upload images [1, 2], label the new
-ones with Ground Truth [3], split the labels 80/20 [4], train or tune the built-in object detector
-[4], repack the model for the device [5], publish the inference Lambda [6] and deploy both to the
-DeepLens [7]. Every value comes from the typed Params below (the trigger form); every AWS call
-goes through the one connection ``aws_deeplens``, whose ``endpoint_url`` may point at the embedded
-emulator. This file only wires; the work is in the ``deeplens_pipeline`` plugin package.
+ones with Label Studio or Ground Truth [3], split the labels 80/20 [4], train or tune the built-in
+object detector [4], repack the model for the device [5], publish the inference Lambda [6] and
+deploy both to the DeepLens [7]. Every value comes from the typed Params below (the trigger
+form); every AWS call goes through the one connection ``aws_deeplens``, whose ``endpoint_url`` may
+point at the embedded emulator; Label Studio is reached through ``label_studio_default``.
+This file only wires; the work is in the ``deeplens_pipeline`` plugin package.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from deeplens_pipeline.operators.base import DEFAULT_CONN_ID
 from deeplens_pipeline.operators.config import CheckParamsOperator
 from deeplens_pipeline.operators.deploy import DeployToDeviceOperator, PublishInferenceLambdaOperator
 from deeplens_pipeline.operators.images import build_images_group
-from deeplens_pipeline.operators.labeling import GroundTruthLabelingOperator
+from deeplens_pipeline.operators.labeling import LabelImagesOperator
 from deeplens_pipeline.operators.model import RepackModelOperator
 from deeplens_pipeline.operators.split import SplitManifestOperator
 from deeplens_pipeline.operators.summary import RunSummaryOperator
@@ -31,6 +32,7 @@ from deeplens_pipeline.operators.training import (
 from deeplens_pipeline.params import PARAM_SPECS
 
 CONN_ID = os.environ.get("DEEPLENS_AWS_CONN_ID", DEFAULT_CONN_ID)
+LABEL_STUDIO_CONN_ID = os.environ.get("DEEPLENS_LABEL_STUDIO_CONN_ID", "label_studio_default")
 
 with DAG(
     dag_id="deeplens_object_detection",
@@ -67,7 +69,7 @@ with DAG(
         aws_conn_id=CONN_ID,
     )
 
-    label = GroundTruthLabelingOperator(task_id="label_images")
+    label = LabelImagesOperator(task_id="label_images", label_studio_conn_id=LABEL_STUDIO_CONN_ID)
     split = SplitManifestOperator(task_id="split_manifest")
 
     @task.branch(task_id="choose_training")

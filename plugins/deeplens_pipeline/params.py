@@ -20,6 +20,8 @@ REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
 # 2027-02-01. The function's Python 3.7 code runs on these unchanged (it only runs on the device).
 LAMBDA_RUNTIMES = ("python3.11", "python3.12", "python3.13", "python3.14")
 LAMBDA_RUNTIME_DEFAULT = "python3.13"
+# Ground Truth takes no new customers: a new account's default is the team's own Label Studio.
+LABELING_BACKENDS = ("label-studio", "ground-truth", "none")
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,16 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         maximum=1,
     ),
     # --- Labelling --------------------------------------------------------------------------
+    "labeling_backend": _spec(
+        "label-studio",
+        "Labelling",
+        "Who draws the boxes: 'label-studio' (the team's own Label Studio server, through the "
+        "Airflow connection label_studio_default), 'ground-truth' (SageMaker Ground Truth: only for "
+        "accounts that already use it, as it takes no new customers), or 'none' (labels only from "
+        "labels_manifest or VOC files; images without boxes are reported and left out).",
+        type="string",
+        enum=list(LABELING_BACKENDS),
+    ),
     "classes": _spec(
         ["blue_box", "yellow_box"],
         "Labelling",
@@ -356,18 +368,8 @@ def param_warnings(values: dict[str, Any]) -> list[str]:
 
 
 def _check_cross_field(v: dict[str, Any]) -> None:
-    if ":workteam/public-crowd/" in v["workteam_arn"]:
-        raise ParamError(
-            "params.workteam_arn: the public crowd (Amazon Mechanical Turk) is not supported: it needs a "
-            "price per task and at most 12 hours of task availability, and it shows the photos to anyone; "
-            "use a private or vendor work team"
-        )
-    workteam_region = v["workteam_arn"].split(":")[3]
-    if workteam_region != v["region"]:
-        raise ParamError(
-            f"params.workteam_arn: the work team is in {workteam_region} but params.region is "
-            f"{v['region']}; Ground Truth needs both in one region"
-        )
+    if v["labeling_backend"] == "ground-truth":
+        _check_workteam(v)
     steps = [int(s) for s in v["lr_scheduler_step"].split(",") if s]
     if steps != sorted(set(steps)) or (steps and steps[-1] >= v["epochs"]):
         raise ParamError(
@@ -386,3 +388,18 @@ def _check_cross_field(v: dict[str, Any]) -> None:
     source = v["image_source"]
     if source.startswith("s3://") and len(source) <= len("s3://"):
         raise ParamError("params.image_source: an s3:// source needs a bucket, e.g. s3://bucket/photos/")
+
+
+def _check_workteam(v: dict[str, Any]) -> None:
+    if ":workteam/public-crowd/" in v["workteam_arn"]:
+        raise ParamError(
+            "params.workteam_arn: the public crowd (Amazon Mechanical Turk) is not supported: it needs a "
+            "price per task and at most 12 hours of task availability, and it shows the photos to anyone; "
+            "use a private or vendor work team"
+        )
+    workteam_region = v["workteam_arn"].split(":")[3]
+    if workteam_region != v["region"]:
+        raise ParamError(
+            f"params.workteam_arn: the work team is in {workteam_region} but params.region is "
+            f"{v['region']}; Ground Truth needs both in one region"
+        )

@@ -19,9 +19,12 @@ def build_summary(results: dict[str, Any]) -> dict[str, Any]:
         "images_unchanged": images.get("unchanged"),
         "images_rejected": images.get("rejected"),
         "images_duplicates": images.get("duplicates"),
+        "labeling_backend": labeling.get("backend"),
+        "labeling_project": labeling.get("project_url") or labeling.get("project"),
         "labeling_job": labeling.get("job_name"),
         "labels_this_job": (labeling.get("job") or {}).get("boxes"),
         "labels_total": (labeling.get("total") or {}).get("boxes"),
+        "labels_left_out": {k: len(v) for k, v in (labeling.get("left_out") or {}).items()} or None,
         "train_count": split.get("train_count"),
         "validation_count": split.get("validation_count"),
         "tuning_job": model.get("tuning_job"),
@@ -40,9 +43,12 @@ _LABELS = {
     "images_unchanged": "Images unchanged (already in S3)",
     "images_rejected": "Images rejected",
     "images_duplicates": "Duplicate images",
+    "labeling_backend": "Labelling backend",
+    "labeling_project": "Label Studio project",
     "labeling_job": "Labelling job",
     "labels_this_job": "Boxes from this job",
     "labels_total": "Boxes in all labels",
+    "labels_left_out": "Images left out of the labels",
     "train_count": "Train images",
     "validation_count": "Validation images",
     "tuning_job": "Tuning job",
@@ -66,7 +72,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             value = f"{value:.4f}"
         if key == "labeling_job" and value is None and "labeling_job" in summary:
             value = "(none needed: every image was labelled)"
-        if key == "tuning_job" and value is None:
+        if key in ("tuning_job", "labeling_project", "labels_left_out") and value is None:
             continue
         lines.append(f"{label:<{width}} : {value}")
     return "\n".join(lines)

@@ -42,7 +42,9 @@ def test_unknown_parameter_is_refused():
 
 def test_cross_field_rules():
     with pytest.raises(ParamError, match="params.workteam_arn"):
-        validate_params({"region": "eu-west-1"})
+        validate_params({"region": "eu-west-1", "labeling_backend": "ground-truth"})
+    # The work team matters only to Ground Truth.
+    assert validate_params({"region": "eu-west-1"})["labeling_backend"] == "label-studio"
     with pytest.raises(ParamError, match="params.lr_scheduler_step"):
         validate_params({"epochs": 20})
     with pytest.raises(ParamError, match="params.tuning_learning_rate_min"):
@@ -54,6 +56,12 @@ def test_cross_field_rules():
 def test_every_spec_has_help_and_a_section():
     for name, spec in PARAM_SPECS.items():
         assert spec.description and spec.section, name
+
+
+def test_the_default_labelling_backend_is_one_a_new_account_can_use():
+    assert validate_params({})["labeling_backend"] == "label-studio"
+    with pytest.raises(ParamError, match="params.labeling_backend"):
+        validate_params({"labeling_backend": "mechanical-turk"})
 
 
 def test_the_default_deploy_method_is_one_that_works_today():
@@ -87,7 +95,7 @@ def test_the_lambda_has_its_own_role():
 def test_the_public_crowd_is_refused_with_the_reason():
     public = "arn:aws:sagemaker:us-east-1:394669845002:workteam/public-crowd/default"
     with pytest.raises(ParamError, match=r"^params\.workteam_arn: the public crowd .* price per task"):
-        validate_params({"workteam_arn": public})
+        validate_params({"workteam_arn": public, "labeling_backend": "ground-truth"})
 
 
 def test_vendor_work_teams_are_accepted():

@@ -1,18 +1,21 @@
-"""Ground Truth labelling of the images that have no label yet, waiting in the triggerer."""
+"""Labelling of the images that have no label yet, by the backend ``params.labeling_backend`` names.
+
+The operator does what every backend shares: adds the boxes that came with the photos, finds the
+images under the input prefix that still have no label, lets the backend have them labelled
+(waiting in the triggerer, no worker slot held), and merges what comes back into
+``manifests/labels.manifest``. A backend (``operators/labeling_backends.py``) only starts or
+re-attaches to its work and returns the new labels in Ground Truth's manifest form, so the rest of
+the DAG does not know which tool labelled an image.
+"""
 
 from __future__ import annotations
 
-import math
-from datetime import timedelta
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from airflow.sdk.exceptions import AirflowException
 
 from deeplens_pipeline import groundtruth as gt
-from deeplens_pipeline.hooks.groundtruth import GroundTruthHook
-from deeplens_pipeline.layout import BucketLayout, split_s3_uri
-from deeplens_pipeline.naming import labeling_job_name
+from deeplens_pipeline.layout import BucketLayout
 from deeplens_pipeline.operators.base import PipelineOperator, run_config, run_scope
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -41,71 +44,58 @@ def write_labels(
     s3.load_string(body, layout.labels_key, layout.bucket, replace=True)
 
 
-class GroundTruthLabelingOperator(PipelineOperator):
-    """Create (or re-attach to) this run's bounding-box labelling job, wait, merge its labels.
+class LabelImagesOperator(PipelineOperator):
+    """Have the unlabelled images labelled by ``params.labeling_backend``, wait, merge the labels.
 
-    Only images under the input prefix that have no label yet go to the workers. The job's name
-    comes from the run id, so a retried task finds its job instead of paying for a second one.
-    Waiting happens in the triggerer: no worker slot is held while people label.
-    Returns the job name (None when nothing needed labels), this job's counts and the totals.
+    Every backend names its work after the run (a Ground Truth job, a batch of Label Studio tasks),
+    so a retried task re-attaches instead of paying or asking for the work twice. Returns the
+    backend, the work's name, this run's counts, what was left out, and the totals.
     """
+
+    def __init__(self, *, label_studio_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        from deeplens_pipeline.hooks.label_studio import DEFAULT_CONN_ID
+
+        self.label_studio_conn_id = label_studio_conn_id or DEFAULT_CONN_ID
+
+    def _backend(self, context: Any, config: dict[str, Any]) -> Any:
+        from deeplens_pipeline.operators.labeling_backends import BACKENDS
+
+        return BACKENDS[config["labeling_backend"]](self, config, run_scope(context))
 
     def execute(self, context: Any) -> dict[str, Any]:
         config = run_config(context)
-        layout = self.layout(config)
-        s3 = self.s3(config)
-        hook = GroundTruthHook(aws_conn_id=self.aws_conn_id, region_name=config["region"])
-        name = labeling_job_name(run_scope(context))
-        job = hook.describe_labeling_job(name)
-        if job is None:
-            labels = self._merge_prelabelled(s3, layout, config, name)
-            labelled = {image.source_ref for image in labels}
-            keys = s3.list_keys(bucket_name=layout.bucket, prefix=layout.input_prefix) or []
-            todo = sorted(
-                layout.uri(k)
-                for k in keys
-                if k.lower().endswith(IMAGE_SUFFIXES) and layout.uri(k) not in labelled
-            )
-            self.log.info(
-                "%d image(s) under %s, %d already labelled, %d to label",
-                len(keys),
-                layout.uri(layout.input_prefix),
-                len(labelled),
-                len(todo),
-            )
-            if not todo:
-                return self._result(config, s3, layout, None, None)
-            self._create_job(hook, s3, layout, config, name, todo)
-        elif job["LabelingJobStatus"] == "Completed":
-            self.log.info("Labelling job %s already completed: re-attaching", name)
-            return self._finish(config, hook, name)
-        elif job["LabelingJobStatus"] in gt.TERMINAL_BAD:
-            raise AirflowException(
-                f"Labelling job {name} is {job['LabelingJobStatus']}: "
-                f"{job.get('FailureReason', 'no reason')}."
-                " Trigger a new DAG run to label again."
-            )
-        else:
-            self.log.info("Labelling job %s is %s: re-attaching", name, job["LabelingJobStatus"])
-        poll = config["poll_seconds"]
-        timeout = timedelta(days=config["labeling_timeout_days"])
-        self.defer(
-            trigger=gt_trigger(name, poll, timeout, self.aws_conn_id, config["region"]),
-            method_name="execute_complete",
-            timeout=timeout,
-        )
+        backend = self._backend(context, config)
+        s3, layout = self.s3(config), self.layout(config)
+        outcome = backend.start(lambda: self._pending(s3, layout, config, backend.name))
+        if outcome is None:
+            return self._result(config, backend, None)
+        if outcome == backend.FINISHED:
+            return self._finish(context, config, backend, None)
+        self.defer(trigger=outcome, method_name="execute_complete", timeout=backend.defer_timeout())
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         config = run_config(context)
-        hook = GroundTruthHook(aws_conn_id=self.aws_conn_id, region_name=config["region"])
-        name = labeling_job_name(run_scope(context))
-        if not event or event.get("status") != "success":
-            job = hook.describe_labeling_job(name) or {}
-            raise AirflowException(
-                f"Labelling job {name} ended {job.get('LabelingJobStatus', 'unknown')}: "
-                f"{job.get('FailureReason') or (event or {}).get('message', 'no reason given')}"
-            )
-        return self._finish(config, hook, name)
+        return self._finish(context, config, self._backend(context, config), event)
+
+    def _pending(self, s3: S3Hook, layout: BucketLayout, config: dict[str, Any], tag: str) -> list[str]:
+        """The images under the input prefix that have no label (after adding the pre-labelled ones)."""
+        labels = self._merge_prelabelled(s3, layout, config, tag)
+        labelled = {image.source_ref for image in labels}
+        keys = s3.list_keys(bucket_name=layout.bucket, prefix=layout.input_prefix) or []
+        todo = sorted(
+            layout.uri(k)
+            for k in keys
+            if k.lower().endswith(IMAGE_SUFFIXES) and layout.uri(k) not in labelled
+        )
+        self.log.info(
+            "%d image(s) under %s, %d already labelled, %d to label",
+            len(keys),
+            layout.uri(layout.input_prefix),
+            len(labelled),
+            len(todo),
+        )
+        return todo
 
     def _merge_prelabelled(
         self, s3: S3Hook, layout: BucketLayout, config: dict[str, Any], tag: str
@@ -121,115 +111,39 @@ class GroundTruthLabelingOperator(PipelineOperator):
             write_labels(s3, layout, labels, config, f"{tag}-prelabelled")
         return labels
 
-    def _ensure_cors(self, s3: S3Hook, bucket: str) -> None:
-        """Give the images' bucket the CORS rule Ground Truth's workers need (kept if present)."""
-        client = s3.get_conn()
-        try:
-            rules = client.get_bucket_cors(Bucket=bucket)["CORSRules"]
-        except client.exceptions.ClientError as err:
-            if err.response["Error"]["Code"] != "NoSuchCORSConfiguration":
-                raise
-            rules = []
-        wanted = gt.cors_with_labeling_rule(rules)
-        if wanted is None:
-            self.log.info("Bucket %s already lets the workers' browsers read its images (CORS)", bucket)
-            return
-        client.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": wanted})
-        self.log.info(
-            "Added the CORS rule Ground Truth needs to bucket %s (kept its %d existing rule(s))",
-            bucket,
-            len(rules),
-        )
-
-    def _create_job(
-        self,
-        hook: GroundTruthHook,
-        s3: S3Hook,
-        layout: BucketLayout,
-        config: dict[str, Any],
-        name: str,
-        todo: list[str],
-    ) -> None:
-        self._ensure_cors(s3, layout.bucket)
-        manifest_key = layout.labeling_input_key(name)
-        s3.load_string(gt.input_manifest(todo), manifest_key, layout.bucket, replace=True)
-        s3.load_string(
-            gt.label_category_config(config["classes"]), layout.label_config_key, layout.bucket, replace=True
-        )
-        # The Liquid template is uploaded from Python, never rendered by Jinja.
-        s3.load_string(gt.BOUNDING_BOX_TEMPLATE, layout.ui_template_key, layout.bucket, replace=True)
-        request = gt.create_labeling_job_request(
-            job_name=name,
-            label_attribute=config["label_attribute"],
-            input_manifest_uri=layout.uri(manifest_key),
-            output_uri=layout.output_uri,
-            role_arn=config["role_arn"],
-            workteam_arn=config["workteam_arn"],
-            label_config_uri=layout.uri(layout.label_config_key),
-            ui_template_uri=layout.uri(layout.ui_template_key),
-            region=config["region"],
-            task_title=config["task_title"],
-            task_description=config["task_description"],
-            workers_per_image=config["workers_per_image"],
-            task_time_limit_seconds=config["task_time_limit_seconds"],
-            task_availability_seconds=gt.task_availability_seconds(config["labeling_timeout_days"]),
-            tags={"deeplens:pipeline": "object-detection"},
-        )
-        arn = hook.conn.create_labeling_job(**request)["LabelingJobArn"]
-        self.log.info("Created labelling job %s (%s) for %d image(s)", name, arn, len(todo))
-
-    def _finish(self, config: dict[str, Any], hook: GroundTruthHook, name: str) -> dict[str, Any]:
-        job = hook.describe_labeling_job(name) or {}
-        output_uri = job.get("LabelingJobOutput", {}).get("OutputDatasetS3Uri") or gt.output_manifest_uri(
-            BucketLayout(config["bucket"]).output_uri, name
-        )
-        bucket, key = split_s3_uri(output_uri)
-        s3 = self.s3(config)
-        layout = self.layout(config)
-        new = list(
-            gt.parse_manifest(
-                s3.read_key(key, bucket).splitlines(),
-                config["label_attribute"],
-                config["classes"],
-                source=output_uri,
-            )
-        )
+    def _finish(
+        self, context: Any, config: dict[str, Any], backend: Any, event: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        new = backend.collect(event)
+        s3, layout = self.s3(config), self.layout(config)
         labels = gt.merge_labels(read_labels(s3, layout, layout.labels_key, config), new)
-        write_labels(s3, layout, labels, config, name)
-        job_summary = gt.summarise(new, config["classes"]).as_dict()
-        self.log.info("Labelling job %s: %s", name, job_summary)
-        return self._result(config, s3, layout, name, job_summary, labels)
+        write_labels(s3, layout, labels, config, backend.work_name)
+        return self._result(config, backend, gt.summarise(new, config["classes"]).as_dict(), labels)
 
     def _result(
         self,
         config: dict[str, Any],
-        s3: S3Hook,
-        layout: BucketLayout,
-        name: str | None,
-        job_summary: dict[str, Any] | None,
+        backend: Any,
+        work_summary: dict[str, Any] | None,
         labels: list[gt.LabelledImage] | None = None,
     ) -> dict[str, Any]:
+        s3, layout = self.s3(config), self.layout(config)
         if labels is None:
             labels = read_labels(s3, layout, layout.labels_key, config)
         total = gt.summarise(labels, config["classes"]).as_dict()
+        if work_summary is not None:
+            self.log.info("%s %s: %s", backend.name, backend.work_name, work_summary)
         self.log.info("All labels: %s", total)
         return {
-            "job_name": name,
-            "job": job_summary,
+            "backend": backend.name,
+            "job_name": backend.work_name if work_summary is not None else None,
+            "job": work_summary,
+            "left_out": backend.left_out or None,
+            **backend.extra_result(),
             "labels_manifest": layout.uri(layout.labels_key),
             "total": total,
         }
 
 
-def gt_trigger(name: str, poll: int, timeout: timedelta, conn_id: str, region: str) -> Any:
-    """The labelling job's trigger: poll every ``poll`` seconds until ``timeout``."""
-    from deeplens_pipeline.triggers.groundtruth import LabelingJobTrigger
-
-    attempts = max(1, math.ceil(timeout.total_seconds() / poll))
-    return LabelingJobTrigger(
-        job_name=name,
-        waiter_delay=poll,
-        waiter_max_attempts=attempts,
-        aws_conn_id=conn_id,
-        region_name=region,
-    )
+# The operator's name before Label Studio joined Ground Truth (kept for DAGs that import it).
+GroundTruthLabelingOperator = LabelImagesOperator

@@ -12,7 +12,7 @@ from PIL import Image
 
 from deeplens_pipeline.naming import labeling_job_name
 from deeplens_pipeline.operators.base import run_scope
-from deeplens_pipeline.operators.labeling import GroundTruthLabelingOperator
+from deeplens_pipeline.operators.labeling import LabelImagesOperator
 
 BUCKET = "deeplens-label-op"
 
@@ -53,6 +53,7 @@ def setup(emulator, aws_conn, tmp_path):
             Metadata={"deeplens-source": f"p{i}.png", "deeplens-transform": transform},
         )
     params = {
+        "labeling_backend": "ground-truth",
         "bucket": BUCKET,
         "classes": ["box"],
         "role_arn": account.role_arn,
@@ -92,7 +93,7 @@ def slow_workers(emulator):
 
 
 def test_create_defer_reattach_merge_then_skip(setup, slow_workers):
-    op = GroundTruthLabelingOperator(task_id="label_images")
+    op = LabelImagesOperator(task_id="label_images")
     ctx = _context(setup["params"], "manual__2026-11-24T05:00:00+00:00")
     name = labeling_job_name(run_scope(ctx))
     with pytest.raises(TaskDeferred) as deferred:
@@ -110,7 +111,7 @@ def test_create_defer_reattach_merge_then_skip(setup, slow_workers):
 
     # A retry while the job runs re-attaches: no second job.
     with pytest.raises(TaskDeferred):
-        GroundTruthLabelingOperator(task_id="label_images").execute(ctx)
+        LabelImagesOperator(task_id="label_images").execute(ctx)
     jobs = setup["sm"].list_labeling_jobs(NameContains=name)["LabelingJobSummaryList"]
     assert len(jobs) == 1
 
@@ -123,10 +124,10 @@ def test_create_defer_reattach_merge_then_skip(setup, slow_workers):
     assert len(labels.splitlines()) == 3
 
     # A retry after completion returns the same result without a new job.
-    assert GroundTruthLabelingOperator(task_id="label_images").execute(ctx)["job_name"] == name
+    assert LabelImagesOperator(task_id="label_images").execute(ctx)["job_name"] == name
 
     # The next run finds nothing unlabelled: no job at all.
-    second = GroundTruthLabelingOperator(task_id="label_images").execute(
+    second = LabelImagesOperator(task_id="label_images").execute(
         _context(setup["params"], "manual__2026-11-25T05:00:00+00:00")
     )
     assert second["job_name"] is None and second["total"]["images"] == 3
@@ -138,16 +139,16 @@ def test_failed_job_fails_the_task_with_its_reason(setup, slow_workers):
     ctx = _context(setup["params"], "manual__2026-11-26T05:00:00+00:00")
     name = labeling_job_name(run_scope(ctx))
     with pytest.raises(TaskDeferred):
-        GroundTruthLabelingOperator(task_id="label_images").execute(ctx)
+        LabelImagesOperator(task_id="label_images").execute(ctx)
     setup["sm"].stop_labeling_job(LabelingJobName=name)
     for _ in range(100):
         if setup["sm"].describe_labeling_job(LabelingJobName=name)["LabelingJobStatus"] == "Stopped":
             break
         time.sleep(0.1)
     with pytest.raises(AirflowException, match="Stopped"):
-        GroundTruthLabelingOperator(task_id="label_images").execute_complete(ctx, {"status": "error"})
+        LabelImagesOperator(task_id="label_images").execute_complete(ctx, {"status": "error"})
     with pytest.raises(AirflowException, match="Trigger a new DAG run"):
-        GroundTruthLabelingOperator(task_id="label_images").execute(ctx)
+        LabelImagesOperator(task_id="label_images").execute(ctx)
 
 
 def test_images_that_came_with_boxes_skip_labelling(setup):
@@ -168,12 +169,12 @@ def test_images_that_came_with_boxes_skip_labelling(setup):
     ctx = _context(setup["params"], "manual__2026-11-27T05:00:00+00:00")
     name = labeling_job_name(run_scope(ctx))
     with pytest.raises(TaskDeferred):
-        GroundTruthLabelingOperator(task_id="label_images").execute(ctx)
+        LabelImagesOperator(task_id="label_images").execute(ctx)
     manifest = setup["s3"].get_object(Bucket=BUCKET, Key=f"manifests/labeling/{name}/input.manifest")["Body"]
     refs = [json.loads(line)["source-ref"] for line in manifest.read().decode().splitlines()]
     assert refs == [f"s3://{BUCKET}/input/p1.jpg", f"s3://{BUCKET}/input/p2.jpg"]
     _wait(setup["sm"], name)
-    result = GroundTruthLabelingOperator(task_id="label_images").execute_complete(
+    result = LabelImagesOperator(task_id="label_images").execute_complete(
         ctx, {"status": "success", "job_name": name}
     )
     assert result["total"]["images"] == 3
@@ -191,7 +192,7 @@ def test_the_bucket_gets_the_cors_rule_workers_need_and_keeps_its_own(setup):
     setup["s3"].put_bucket_cors(Bucket=BUCKET, CORSConfiguration={"CORSRules": [theirs]})
     ctx = _context(setup["params"], "manual__2026-11-28T05:00:00+00:00")
     with pytest.raises(TaskDeferred):
-        GroundTruthLabelingOperator(task_id="label_images").execute(ctx)
+        LabelImagesOperator(task_id="label_images").execute(ctx)
     rules = setup["s3"].get_bucket_cors(Bucket=BUCKET)["CORSRules"]
     assert len(rules) == 2
     assert rules[0]["AllowedOrigins"] == theirs["AllowedOrigins"] and rules[0]["MaxAgeSeconds"] == 60
@@ -208,5 +209,5 @@ def test_a_first_run_on_an_account_that_answers_validation_exception_creates_its
     assert err.value.response["Error"]["Code"] == "ValidationException"
     ctx = _context(setup["params"], "manual__2026-11-29T05:00:00+00:00")
     with pytest.raises(TaskDeferred):
-        GroundTruthLabelingOperator(task_id="label_images").execute(ctx)
+        LabelImagesOperator(task_id="label_images").execute(ctx)
     assert sm.describe_labeling_job(LabelingJobName=labeling_job_name(run_scope(ctx)))
