@@ -2,7 +2,9 @@
 
 1. generate the sample dataset (photos of a few classes, with their answer key);
 2. start the emulator (moto server + extension) as a subprocess on a free 127.0.0.1 port and seed
-   it: bucket, role, private work team, a registered DeepLens (IoT thing + Greengrass V1 group);
+   it: bucket, roles, private work team, a registered DeepLens (a Greengrass V2 core device); with
+   ``--labeling label-studio`` (the default) also start a real Label Studio server (``.venv-ls``)
+   and a simulated annotator that draws the answer key's boxes through Label Studio's API;
 3. point the Airflow connection ``aws_deeplens`` at it (``endpoint_url`` in its extra), create a
    local Airflow home, and run ``deeplens_object_detection`` with ``dag.test()`` — real operators,
    real deferral (triggers run in-process), real Params validation;
@@ -12,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +27,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "deeplens_object_detection"
 CONN_ID = "aws_deeplens"
+LABEL_STUDIO_CONN_ID = "label_studio_default"
 
 
 def start_emulator(work: Path, env: dict[str, str], timeout: float = 60) -> tuple[subprocess.Popen, str]:
@@ -68,13 +72,18 @@ def airflow_env(work: Path, endpoint_url: str, region: str) -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": "emulator",
         "AWS_SECRET_ACCESS_KEY": "emulator",
         "AWS_DEFAULT_REGION": region,
+        # Fixed, so the demo can name its Label Studio project before the run creates it.
+        "DEEPLENS_ENVIRONMENT": "demo",
     }
 
 
-def run_conf(account: Any, images_dir: Path, mode: str, classes: list[str]) -> dict[str, Any]:
+def run_conf(
+    account: Any, images_dir: Path, mode: str, classes: list[str], labeling: str = "label-studio"
+) -> dict[str, Any]:
     """The demo's trigger parameters: the seeded account, the seed's hyperparameters at 300 px."""
     return {
         **account.as_params(),
+        "labeling_backend": labeling,
         "image_source": str(images_dir),
         "classes": classes,
         "training_mode": mode,
@@ -84,6 +93,50 @@ def run_conf(account: Any, images_dir: Path, mode: str, classes: list[str]) -> d
         "labeling_timeout_days": 0.01,
         "max_runtime_hours": 0.5,
     }
+
+
+def start_labelling(
+    stack: contextlib.ExitStack, work: Path, endpoint_url: str, dataset: Path, bucket: str, by_hand: bool
+) -> dict[str, Any]:
+    """Start a real Label Studio server (``.venv-ls``), point the DAG's connection at it, and
+    start the simulated annotator (unless ``by_hand``); return the run's labelling Params."""
+    from deeplens_pipeline.label_studio import project_title
+    from emulator.extension.groundtruth import load_answer_keys
+    from emulator.label_studio_annotator import AnnotatorThread, s3_client_for
+    from emulator.label_studio_server import start_label_studio
+
+    started = time.monotonic()
+    server = stack.enter_context(start_label_studio(work / "label-studio"))
+    print(
+        f"Label Studio serving on {server.url} in {time.monotonic() - started:.0f} s (log: {server.log_path})"
+    )
+    storage = {
+        "s3_endpoint": endpoint_url,
+        "aws_access_key_id": "emulator",
+        "aws_secret_access_key": "emulator",
+    }
+    os.environ[f"AIRFLOW_CONN_{LABEL_STUDIO_CONN_ID.upper()}"] = json.dumps(
+        {"conn_type": "http", "host": server.url, "password": server.token, "extra": storage}
+    )
+    title = project_title(os.environ["DEEPLENS_ENVIRONMENT"], DAG_ID, bucket, "input/")
+    if by_hand:
+        print(
+            f"Label by hand: open {server.url} (user {server.username}, password {server.password}); "
+            f"the run creates the project {title!r} and waits for your boxes (up to 6 hours)."
+        )
+        return {"labeling_timeout_days": 0.25}
+    annotator = AnnotatorThread(
+        server.url,
+        server.token,
+        s3_client=s3_client_for(endpoint_url),
+        answers=load_answer_keys((dataset / "answer_key.json",)),
+        title_prefix=title,
+        delay_seconds=2,
+    )
+    annotator.start()
+    stack.callback(annotator.stop)
+    print(f"Simulated annotator labelling project {title!r} through Label Studio's API")
+    return {}
 
 
 def run_dag(conf: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +166,17 @@ def main(argv: list[str] | None = None) -> int:
         choices=["fast", "train"],
         default="train",
         help="emulated training: 'train' really trains, 'fast' builds an untrained model",
+    )
+    parser.add_argument(
+        "--labeling",
+        choices=["label-studio", "ground-truth", "none"],
+        default="label-studio",
+        help="labelling backend: a real Label Studio server (default), the emulated Ground Truth, or none",
+    )
+    parser.add_argument(
+        "--label-by-hand",
+        action="store_true",
+        help="with label-studio: no simulated annotator; print the project's URL and wait for you",
     )
     parser.add_argument("--images", type=int, default=60, help="sample photos to generate")
     parser.add_argument("--train-seconds", type=int, help="CPU budget of each emulated training job")
@@ -147,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         AWS_SECRET_ACCESS_KEY="emulator",
     )
     emulator, url = start_emulator(work, emulator_env)
+    labelling = contextlib.ExitStack()
     try:
         print(f"Emulator serving on {url} (log: {work / 'emulator.log'})")
         os.environ.update(airflow_env(work, url, region))
@@ -154,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"Seeded: bucket {account.bucket}, device {account.thing_name}, workteam {account.workteam_arn}"
         )
+        conf = run_conf(account, dataset / "images", args.mode, classes, args.labeling)
+        if args.labeling == "label-studio":
+            conf.update(start_labelling(labelling, work, url, dataset, account.bucket, args.label_by_hand))
         subprocess.run(
             [sys.executable, "-m", "airflow", "db", "migrate"],
             check=True,
@@ -161,9 +229,10 @@ def main(argv: list[str] | None = None) -> int:
             env=os.environ,
         )
         with record_calls() as recorder:  # what the DAG itself asks of AWS (the IAM policies' proof)
-            result = run_dag(run_conf(account, dataset / "images", args.mode, classes))
+            result = run_dag(conf)
         result["aws_calls"] = sorted(recorder.calls)
     finally:
+        labelling.close()
         emulator.terminate()
         emulator.wait(timeout=30)
     result["wall_seconds"] = round(time.monotonic() - started, 1)

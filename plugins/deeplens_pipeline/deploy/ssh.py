@@ -49,9 +49,43 @@ DEFAULT_FUNCTION_DIR = "/opt/deeplens-pipeline/function"
 DEFAULT_RESTART_COMMAND = "sudo -n systemctl restart greengrassd"
 CONFIG_FILE_NAME = "deeplens_config.json"
 ENTRY_MODULE = "deeplens_inference.py"
-_HOST = re.compile(r"^[A-Za-z0-9_.:\[\]-]+$")
-_USER = re.compile(r"^[A-Za-z0-9_.-]+$")
 _PLAIN_PATH = re.compile(r"^/[A-Za-z0-9_./-]*$")
+
+# What an SSH target's settings may be: the DAG's Params check them before the run's first AWS call
+# (deeplens_pipeline.params) with these same rules, and SshTarget checks them again. The patterns are
+# portable: Python's re and ECMA-262 (JSON schema) read them alike. "(?![\s\S])" is the end of the
+# text in both (Python's "$" also matches before a final newline, and ECMA-262 has no "\Z"), and the
+# character classes are ASCII, so no newline, tab or other control character gets through.
+HOST_PATTERN = r"^(?!-)[A-Za-z0-9_.:\[\]-]{1,255}(?![\s\S])"
+HOST_RULE = (
+    "a host name or an IP address: 1 to 255 letters, digits, '.', '-', '_', ':', '[' or ']', "
+    "not beginning with '-'"
+)
+USER_PATTERN = r"^(?!-)[A-Za-z0-9_.-]{1,64}(?![\s\S])"
+USER_RULE = "a user name: 1 to 64 letters, digits, '.', '-' or '_', not beginning with '-'"
+KEY_FILE_PATTERN = r"^(?!-)[^\u0000-\u001f\u007f-\u009f\u2028\u2029]{1,1024}(?![\s\S])"
+KEY_FILE_RULE = (
+    "a path of a file on the worker: 1 to 1024 characters, not beginning with '-', no control characters"
+)
+_HOST = re.compile(HOST_PATTERN)
+_USER = re.compile(USER_PATTERN)
+_KEY_FILE = re.compile(KEY_FILE_PATTERN)
+
+
+def is_host(value: Any) -> bool:
+    """True when ``value`` can be the device's address (HOST_RULE): ``ssh`` cannot read it as an option."""
+    return isinstance(value, str) and bool(_HOST.search(value))
+
+
+def is_user(value: Any) -> bool:
+    """True when ``value`` can be the login (USER_RULE)."""
+    return isinstance(value, str) and bool(_USER.search(value))
+
+
+def is_key_file(value: Any) -> bool:
+    """True when ``value`` can be given to ``ssh -i`` (KEY_FILE_RULE)."""
+    return isinstance(value, str) and bool(_KEY_FILE.search(value))
+
 
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess]
 
@@ -74,14 +108,14 @@ class SshTarget:
     connect_timeout: int = 15
 
     def __post_init__(self) -> None:
-        if not self.host or self.host.startswith("-") or not _HOST.match(self.host):
-            raise ValueError(f"ssh host {self.host!r} is not a host name or address")
-        if not self.user or self.user.startswith("-") or not _USER.match(self.user):
-            raise ValueError(f"ssh user {self.user!r} is not a user name")
+        if not is_host(self.host):
+            raise ValueError(f"ssh host {self.host!r} is not {HOST_RULE}")
+        if not is_user(self.user):
+            raise ValueError(f"ssh user {self.user!r} is not {USER_RULE}")
         if not 1 <= int(self.port) <= 65535:
             raise ValueError(f"ssh port {self.port} is outside 1..65535")
-        if self.key_file is not None and self.key_file.startswith("-"):
-            raise ValueError(f"ssh key file {self.key_file!r} is not a path")
+        if self.key_file and not is_key_file(self.key_file):
+            raise ValueError(f"ssh key file {self.key_file!r} is not {KEY_FILE_RULE}")
 
     @property
     def destination(self) -> str:

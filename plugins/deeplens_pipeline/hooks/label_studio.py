@@ -128,7 +128,13 @@ async def answered_counts(
         while True:
             response = await client.get(
                 f"{server.url}/api/tasks",
-                params={"project": project_id, "page": page, "page_size": page_size, "fields": "task_only"},
+                params={
+                    "project": project_id,
+                    "page": page,
+                    "page_size": page_size,
+                    "fields": "task_only",
+                    "resolve_uri": "false",
+                },
                 headers=headers,
             )
             if response.status_code in (401, 403):

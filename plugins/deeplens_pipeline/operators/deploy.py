@@ -44,7 +44,7 @@ from deeplens_pipeline.lambda_package import (
     publish_inference_function,
 )
 from deeplens_pipeline.naming import run_token as make_run_token
-from deeplens_pipeline.operators.base import DEFAULT_CONN_ID, run_scope
+from deeplens_pipeline.operators.base import DEFAULT_CONN_ID, run_config, run_scope
 from deeplens_pipeline.triggers.greengrass import DeviceDeploymentTrigger, aws_client, greengrass_deployer
 
 
@@ -177,6 +177,10 @@ class DeployToDeviceOperator(AwsBaseOperator[AwsBaseHook]):
     :param lambda_version_arn: The published version, from PublishInferenceLambdaOperator.
     :param function_s3_uri: greengrass-v2 only: where to put the function's zip (a component artifact);
         defaults to ``s3://<model bucket>/deploy/functions/<function>-<version>.zip``.
+    :param ssh_host: ssh only: the device's address; ``ssh_user`` and ``ssh_key_file`` likewise. Left
+        None, each comes from the run's checked Params (``params.ssh_host`` ...), as the text the user
+        gave: a ``"{{ params.ssh_host }}"`` template would be rendered natively (the DAG's
+        ``render_template_as_native_obj``), and a host such as ``"10.0"`` would become a number.
     :param run_token: Identifies the run for idempotency; defaults to one derived from the run id.
     """
 
@@ -217,7 +221,7 @@ class DeployToDeviceOperator(AwsBaseOperator[AwsBaseHook]):
         group_id: str | None = None,
         function_s3_uri: str | None = None,
         ssh_host: str | None = None,
-        ssh_user: str = "aws_cam",
+        ssh_user: str | None = None,
         ssh_key_file: str | None = None,
         ssh_port: int = 22,
         ssh_known_hosts_file: str | None = None,
@@ -279,6 +283,15 @@ class DeployToDeviceOperator(AwsBaseOperator[AwsBaseHook]):
             raise AirflowException(f"no run_token given, and none can be derived: {err}") from None
         return make_run_token(f"{scope.token}|{self.task_id}")
 
+    def _ssh_from_params(self, context: Any) -> None:
+        """ssh: the settings left None, from the run's checked Params (text, as the user gave it)."""
+        names = [name for name in ("ssh_host", "ssh_user", "ssh_key_file") if getattr(self, name) is None]
+        if self.method != "ssh" or not names or "params" not in context:
+            return
+        config = run_config(context)
+        for name in names:
+            setattr(self, name, config[name])
+
     def build_deployer(self) -> DeviceDeployer:
         """The deployer for ``method``, with clients from this operator's connection."""
         if self.method == "ssh":
@@ -287,8 +300,8 @@ class DeployToDeviceOperator(AwsBaseOperator[AwsBaseHook]):
             return SshDeployer(
                 target=SshTarget(
                     host=self.ssh_host,
-                    user=self.ssh_user,
-                    key_file=self.ssh_key_file,
+                    user=self.ssh_user or SshTarget.user,
+                    key_file=self.ssh_key_file or None,
                     port=int(self.ssh_port),
                     known_hosts_file=self.ssh_known_hosts_file,
                 ),
@@ -332,6 +345,7 @@ class DeployToDeviceOperator(AwsBaseOperator[AwsBaseHook]):
     # -- execution ------------------------------------------------------------------------------
 
     def execute(self, context: Any) -> dict[str, Any]:
+        self._ssh_from_params(context)
         request = self.build_request(context)
         deployer = self.build_deployer()
         if self.method == "greengrass-v2":

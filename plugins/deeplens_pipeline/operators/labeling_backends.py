@@ -318,7 +318,10 @@ class LabelStudioBackend(LabelingBackend):
         """The project's tasks by image URI (with their annotations when ``annotations``)."""
         fields = "all" if annotations else "task_only"
         by_image: dict[str, dict[str, Any]] = {}
-        for task in self.client().tasks.list(project=self.project_id, fields=fields, page_size=500):
+        tasks = self.client().tasks.list(
+            project=self.project_id, fields=fields, page_size=500, resolve_uri=False
+        )
+        for task in tasks:
             record = task.model_dump() if hasattr(task, "model_dump") else dict(task)
             image = ls.task_image(record)
             if image is not None and (image not in by_image or record["id"] < by_image[image]["id"]):
