@@ -3,11 +3,12 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 ML_VENV := .venv-ml
+LS_VENV := .venv-ls
 UV := $(VENV)/bin/uv
 UV_VERSION := 0.12.3
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)/include
 
-.PHONY: all env ml-env demo test lint format bench-images bench-upload bench-model bench-training mwaa-bundle clean
+.PHONY: all env ml-env ls-env demo test lint format bench-images bench-upload bench-model bench-training mwaa-bundle clean
 
 all: test
 
@@ -15,8 +16,12 @@ $(VENV)/.installed: requirements.txt requirements/airflow-dev.txt constraints/ai
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q uv==$(UV_VERSION)
 	sed '/^--constraint/d' requirements.txt > $(VENV)/requirements-mwaa.txt
+	# MWAA's numpy pin (2.5.1) needs Python 3.12: a local venv on an older Python takes its newest numpy.
+	$(VENV)/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 12))' \
+	  && cp constraints/airflow-3.3.1-py3.12.txt $(VENV)/constraints.txt \
+	  || sed '/^numpy==/d' constraints/airflow-3.3.1-py3.12.txt > $(VENV)/constraints.txt
 	$(UV) pip install -q --python $(VENV)/bin/python \
-	  -c constraints/airflow-3.3.1-py3.12.txt \
+	  -c $(VENV)/constraints.txt \
 	  -r $(VENV)/requirements-mwaa.txt -r requirements/airflow-dev.txt
 	touch $@
 
@@ -25,15 +30,21 @@ $(ML_VENV)/.installed: requirements/ml-tools.txt $(VENV)/.installed
 	$(UV) pip install -q --python $(ML_VENV)/bin/python -r requirements/ml-tools.txt
 	touch $@
 
+$(LS_VENV)/.installed: requirements/label-studio.txt $(VENV)/.installed
+	test -x $(LS_VENV)/bin/python || $(UV) venv -q --python $(PYTHON) $(LS_VENV)
+	$(UV) pip install -q --python $(LS_VENV)/bin/python -r requirements/label-studio.txt
+	touch $@
+
 env: $(VENV)/.installed
 ml-env: $(ML_VENV)/.installed
+ls-env: $(LS_VENV)/.installed
 
 ## Run the whole DAG on the embedded emulator and print its summary.
-demo: env ml-env
+demo: env ml-env ls-env
 	$(VENV)/bin/python scripts/demo.py $(DEMO_ARGS)
 
 ## The test suite: lint, the Airflow environment's tests, then the ML tools environment's.
-test: env ml-env
+test: env ml-env ls-env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 	$(ML_VENV)/bin/python -m pytest -c tests/ml_tools/pytest.ini tests/ml_tools $(PYTEST_ARGS)
@@ -65,4 +76,4 @@ bench-training: ml-env
 	$(ML_VENV)/bin/python -m ml_tools.bench_training --image-shape 300 --max-seconds 240
 
 clean:
-	rm -rf $(VENV) $(ML_VENV) .venv-awscli .demo build .pytest_cache
+	rm -rf $(VENV) $(ML_VENV) $(LS_VENV) .venv-awscli .demo build .pytest_cache

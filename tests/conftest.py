@@ -125,3 +125,22 @@ def stage_sample_split(endpoint_url: str, bucket: str, root: Any, n_train: int) 
         "validation_count": len(lines) - n_train,
         "classes": key["classes"],
     }
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Label Studio server from ``.venv-ls`` (``make ls-env``) on a free 127.0.0.1 port, per session.
+
+    Skips when that environment is missing, except in CI (``CI=true``), where it fails instead: ``make
+    test`` builds it, so a missing one there is a broken build, not an optional tool.
+    """
+    from emulator.label_studio_server import label_studio_available, start_label_studio
+
+    if not label_studio_available():
+        reason = "Label Studio's environment .venv-ls is missing: run `make ls-env`"
+        if os.environ.get("CI", "").strip().lower() in ("true", "1"):
+            pytest.fail(f"{reason} (CI=true: make test builds it, so it must be there)")
+        pytest.skip(reason)
+    server = start_label_studio(tmp_path_factory.mktemp("label-studio"))
+    yield server
+    server.stop()

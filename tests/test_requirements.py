@@ -25,7 +25,7 @@ def test_first_line_is_the_mwaa_constraint():
 def test_every_requirement_is_pinned():
     for line in _lines(ROOT / "requirements.txt")[1:]:
         assert "==" in line, f"requirements.txt: {line!r} is not pinned"
-    for name in ("airflow-dev.txt", "ml-tools.txt"):
+    for name in ("airflow-dev.txt", "ml-tools.txt", "label-studio.txt"):
         for line in _lines(ROOT / "requirements" / name):
             assert "==" in line, f"requirements/{name}: {line!r} is not pinned"
 

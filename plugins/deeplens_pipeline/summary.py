@@ -45,7 +45,7 @@ _LABELS = {
     "images_duplicates": "Duplicate images",
     "labeling_backend": "Labelling backend",
     "labeling_project": "Label Studio project",
-    "labeling_job": "Labelling job",
+    "labeling_job": "Labelling job (or batch)",
     "labels_this_job": "Boxes from this job",
     "labels_total": "Boxes in all labels",
     "labels_left_out": "Images left out of the labels",

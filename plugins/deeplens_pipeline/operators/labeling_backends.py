@@ -56,6 +56,31 @@ class LabelingBackend:
         """Backend-specific fields of the task's result (e.g. the Label Studio project)."""
         return {}
 
+    def _ensure_cors(self, bucket: str) -> None:
+        """Give the images' bucket the CORS rule labellers' browsers need (the bucket's rules kept).
+
+        Ground Truth's worker UI and Label Studio's both load the images cross-origin (Label Studio's
+        through a redirect to a presigned URL, after which the browser sends ``Origin: null``), so
+        the rule is AWS's documented one for Ground Truth: GET from any origin.
+        """
+        client = self.op.s3(self.config).get_conn()
+        try:
+            rules = client.get_bucket_cors(Bucket=bucket)["CORSRules"]
+        except client.exceptions.ClientError as err:
+            if err.response["Error"]["Code"] != "NoSuchCORSConfiguration":
+                raise
+            rules = []
+        wanted = gt.cors_with_labeling_rule(rules)
+        if wanted is None:
+            self.log.info("Bucket %s already lets the workers' browsers read its images (CORS)", bucket)
+            return
+        client.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": wanted})
+        self.log.info(
+            "Added the CORS rule labellers' browsers need to bucket %s (kept its %d existing rule(s))",
+            bucket,
+            len(rules),
+        )
+
     def leave_out(self, reason: str, images: list[str]) -> None:
         """Record images left out of the labels, and say so in the log."""
         if images:
@@ -134,26 +159,6 @@ class GroundTruthBackend(LabelingBackend):
             gt.parse_manifest(
                 text.splitlines(), self.config["label_attribute"], self.config["classes"], source=output_uri
             )
-        )
-
-    def _ensure_cors(self, bucket: str) -> None:
-        """Give the images' bucket the CORS rule Ground Truth's workers need (kept if present)."""
-        client = self.op.s3(self.config).get_conn()
-        try:
-            rules = client.get_bucket_cors(Bucket=bucket)["CORSRules"]
-        except client.exceptions.ClientError as err:
-            if err.response["Error"]["Code"] != "NoSuchCORSConfiguration":
-                raise
-            rules = []
-        wanted = gt.cors_with_labeling_rule(rules)
-        if wanted is None:
-            self.log.info("Bucket %s already lets the workers' browsers read its images (CORS)", bucket)
-            return
-        client.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": wanted})
-        self.log.info(
-            "Added the CORS rule Ground Truth needs to bucket %s (kept its %d existing rule(s))",
-            bucket,
-            len(rules),
         )
 
     def _create_job(self, todo: list[str]) -> None:
@@ -331,10 +336,11 @@ class LabelStudioBackend(LabelingBackend):
     # --- the interface --------------------------------------------------------------------------
 
     def start(self, pending: Pending) -> Any:
-        self.project()
         todo = pending()
         if not todo:
             return None
+        self.project()  # after the images are listed: a storage's prefix must hold an object
+        self._ensure_cors(self.config["bucket"])
         existing = self.tasks(annotations=False)
         new = [image for image in todo if image not in existing]
         if new:

@@ -113,6 +113,9 @@ def test_create_import_wait_export_merge_then_a_rerun_imports_nothing(setup):
     project = setup.client.projects.get(id=trigger.project_id)
     assert ls.config_labels(project.label_config) == ["box", "ball"]
     assert [s.bucket for s in setup.client.import_storage.s3.list(project=trigger.project_id)] == [setup.bucket]
+    # The annotators' browsers load the presigned images cross-origin: the bucket gets the GET rule.
+    rules = setup.s3.get_bucket_cors(Bucket=setup.bucket)["CORSRules"]
+    assert any("GET" in r["AllowedMethods"] and "*" in r["AllowedOrigins"] for r in rules)
 
     by_image = {ls.task_image(t): t for t in tasks}
     first, second, third = (by_image[f"s3://{setup.bucket}/{setup.prefix}p{i}.jpg"] for i in range(3))
