@@ -10,13 +10,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_demo(tmp_path: Path, mode: str) -> dict:
+def run_demo(tmp_path: Path, mode: str, labeling: str) -> dict:
     out = tmp_path / "result.json"
     command = [
         sys.executable,
         str(ROOT / "scripts" / "demo.py"),
         "--mode",
         mode,
+        "--labeling",
+        labeling,
         "--training",
         "fast",
         "--images",
@@ -33,10 +35,14 @@ def run_demo(tmp_path: Path, mode: str) -> dict:
     return result
 
 
-def check_summary(summary: dict, mode: str) -> None:
+def check_summary(summary: dict, mode: str, labeling: str) -> None:
     assert summary["images_processed"] == 16
     assert summary["images_rejected"] == 0
+    assert summary["labeling_backend"] == labeling
     assert summary["labeling_job"].startswith("deeplens-label-")
+    if labeling == "label-studio":
+        assert "/projects/" in summary["labeling_project"]
+        assert sum(summary["labels_this_job"].values()) > 0
     assert sum(summary["labels_total"].values()) > 0
     assert summary["train_count"] > summary["validation_count"] > 0
     assert summary["training_job"].startswith("deeplens-")
@@ -51,10 +57,11 @@ def check_summary(summary: dict, mode: str) -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("mode", ["train", "tune"])
-def test_whole_dag(tmp_path, mode, pipeline_calls):
-    result = run_demo(tmp_path, mode)
+# The default (Label Studio, a real server) on the training branch; Ground Truth on the tuning one.
+@pytest.mark.parametrize(("mode", "labeling"), [("train", "label-studio"), ("tune", "ground-truth")])
+def test_whole_dag(tmp_path, mode, labeling, pipeline_calls):
+    result = run_demo(tmp_path, mode, labeling)
     pipeline_calls.calls.update(result["aws_calls"])  # the IAM policies are checked against these
     skipped = "tune_model" if mode == "train" else "train_model"
     assert result["tasks"][skipped] == "skipped"
-    check_summary(result["summary"], mode)
+    check_summary(result["summary"], mode, labeling)

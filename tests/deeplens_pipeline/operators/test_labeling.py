@@ -211,3 +211,36 @@ def test_a_first_run_on_an_account_that_answers_validation_exception_creates_its
     with pytest.raises(TaskDeferred):
         LabelImagesOperator(task_id="label_images").execute(ctx)
     assert sm.describe_labeling_job(LabelingJobName=labeling_job_name(run_scope(ctx)))
+
+
+def test_with_no_backend_only_boxes_that_came_with_the_photos_count_and_the_rest_is_reported(setup):
+    from deeplens_pipeline.groundtruth import LabelledImage
+
+    pre = LabelledImage(
+        f"s3://{BUCKET}/input/p0.jpg",
+        100,
+        100,
+        3,
+        [{"class_id": 0, **dict.fromkeys(("left", "top", "width", "height"), 5)}],
+    )
+    setup["s3"].put_object(
+        Bucket=BUCKET,
+        Key="manifests/prelabelled.manifest",
+        Body=pre.to_line("bounding-box", ["box"]).encode(),
+    )
+    params = {**setup["params"], "labeling_backend": "none"}
+    result = LabelImagesOperator(task_id="label_images").execute(
+        _context(params, "manual__2026-11-30T05:00:00+00:00")
+    )
+    assert result["backend"] == "none" and result["job_name"] is None
+    assert result["total"]["images"] == 1
+    assert result["left_out"] == {
+        "no boxes and labeling_backend is 'none'": [
+            f"s3://{BUCKET}/input/p1.jpg",
+            f"s3://{BUCKET}/input/p2.jpg",
+        ]
+    }
+    sm = setup["sm"]
+    assert not [
+        j for j in sm.list_labeling_jobs()["LabelingJobSummaryList"] if "11300500" in j["LabelingJobName"]
+    ]
