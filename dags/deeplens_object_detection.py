@@ -69,7 +69,9 @@ with DAG(
         aws_conn_id=CONN_ID,
     )
 
-    label = LabelImagesOperator(task_id="label_images", label_studio_conn_id=LABEL_STUDIO_CONN_ID)
+    label = LabelImagesOperator(
+        task_id="label_images", images=images, label_studio_conn_id=LABEL_STUDIO_CONN_ID
+    )
     split = SplitManifestOperator(task_id="split_manifest")
 
     @task.branch(task_id="choose_training")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 # Accounts that own the built-in PRE-/ACS-BoundingBox Lambda functions, by region.
@@ -41,6 +41,7 @@ LABELING_CORS_RULE: dict[str, Any] = {
     "AllowedOrigins": ["*"],
     "ExposeHeaders": ["Access-Control-Allow-Origin"],
 }
+DIGEST_KEY = "deeplens-source-sha256"
 TERMINAL_OK = "Completed"
 TERMINAL_BAD = ("Failed", "Stopped")
 
@@ -178,6 +179,9 @@ class LabelledImage:
     height: int
     depth: int
     boxes: list[dict[str, int]]  # class_id, left, top, width, height
+    # SHA-256 of the source photo the boxes were drawn on (None for labels older than that record):
+    # a photo replaced under the same name loses its boxes (see :func:`reconcile_with_images`).
+    digest: str | None = None
 
     def to_line(self, label_attribute: str, classes: list[str], job_name: str = "") -> str:
         """This image as an augmented manifest line (Ground Truth's format)."""
@@ -189,7 +193,7 @@ class LabelledImage:
         }
         if job_name:
             metadata["job-name"] = f"labeling-job/{job_name}"
-        record = {
+        record: dict[str, Any] = {
             "source-ref": self.source_ref,
             label_attribute: {
                 "image_size": [{"width": self.width, "height": self.height, "depth": self.depth}],
@@ -197,6 +201,8 @@ class LabelledImage:
             },
             f"{label_attribute}-metadata": metadata,
         }
+        if self.digest:  # an extra key, as Ground Truth's own manifests carry; training ignores it
+            record[DIGEST_KEY] = self.digest
         return json.dumps(record, separators=(",", ":"))
 
 
@@ -260,6 +266,7 @@ def parse_manifest(
                 height=int(size["height"]),
                 depth=int(size.get("depth", 3)),
                 boxes=boxes,
+                digest=record.get(DIGEST_KEY) or None,
             )
         except (KeyError, IndexError, TypeError, ValueError) as err:
             if isinstance(err, GroundTruthError):
@@ -285,3 +292,56 @@ def merge_labels(existing: Iterable[LabelledImage], new: Iterable[LabelledImage]
     merged = {image.source_ref: image for image in existing}
     merged.update((image.source_ref, image) for image in new)
     return [merged[key] for key in sorted(merged)]
+
+
+@dataclass
+class Reconciled:
+    """The labels kept (digests filled in), those moved to a new key, and those withdrawn, by reason."""
+
+    labels: list[LabelledImage]
+    moved: list[tuple[str, str]] = field(default_factory=list)
+    withdrawn: list[tuple[LabelledImage, str]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """Whether the labels differ from what was read (digests filled in count as a change)."""
+        return self._changed
+
+    _changed: bool = False
+
+
+def reconcile_with_images(labels: Iterable[LabelledImage], current: dict[str, str]) -> Reconciled:
+    """Tie the labels to the pixels they were drawn on; ``current`` maps each image's URI to the
+    SHA-256 of its source photo now.
+
+    - same URI, same digest (or a label older than digests): kept, its digest filled in;
+    - same URI, another digest (the photo was replaced): withdrawn, so the image is labelled again;
+    - URI gone but its digest now under another URI (the photo moved): moved there, unless that
+      image already has labels of its own;
+    - URI gone and the digest nowhere (the photo was deleted): withdrawn.
+    """
+    by_digest: dict[str, str] = {}
+    for uri, digest in sorted(current.items()):
+        by_digest.setdefault(digest, uri)
+    labels = list(labels)
+    labelled = {label.source_ref for label in labels}
+    result = Reconciled(labels=[])
+    for label in labels:
+        digest = current.get(label.source_ref)
+        if digest is not None:
+            if label.digest is None or label.digest == digest:
+                result._changed |= label.digest is None
+                result.labels.append(replace(label, digest=digest))
+            else:
+                result.withdrawn.append((label, "the photo was replaced: its boxes belong to the old pixels"))
+            continue
+        target = by_digest.get(label.digest or "")
+        if target is not None and target not in labelled:
+            labelled.add(target)
+            result.moved.append((label.source_ref, target))
+            result.labels.append(replace(label, source_ref=target))
+        else:
+            result.withdrawn.append((label, "the photo is no longer among the images"))
+    result._changed |= bool(result.moved or result.withdrawn)
+    result.labels.sort(key=lambda label: label.source_ref)
+    return result

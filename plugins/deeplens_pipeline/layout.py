@@ -25,6 +25,8 @@ class BucketLayout:
     # Labels: one manifest accumulates every labelling job's output (newest label wins).
     labels_key = "manifests/labels.manifest"
     prelabelled_key = "manifests/prelabelled.manifest"
+    # Labels withdrawn because their photo was replaced or deleted (never destroyed).
+    labels_history_key = "manifests/labels-history.manifest"
     label_config_key = "labeling/label-categories.json"
     ui_template_key = "labeling/bounding-box.liquid.html"
 

@@ -143,6 +143,45 @@ def prelabelled_manifest(
     return "".join(line + "\n" for line in lines), notes
 
 
+ARCHIVE_PREFIX = "archive/"
+
+
+def archive_withdrawn(
+    client: Any, bucket: str, merged: Merged, present: dict[str, Any], ledger_key: str, run_id: str
+) -> list[str]:
+    """Move the pipeline's images whose photo left the source to ``archive/<run>/<key>``.
+
+    Only objects the ledger says the pipeline uploaded are touched, and only when this run has
+    images at all (an empty or unreachable source archives nothing). The copy is made before the
+    original is deleted: a withdrawn photo leaves the training data but is never destroyed. Its
+    labels are withdrawn by the labelling step, which no longer finds the image.
+    """
+    previous = ledger_mod.load(client, bucket, ledger_key)
+    keys = {i["key"] for i in merged.images}
+    gone = sorted(
+        {
+            e["key"]
+            for e in previous.values()
+            if e.get("status") == "uploaded" and e.get("key") not in keys and e.get("key") in present
+        }
+    )
+    if not gone:
+        return []
+    if not merged.images:
+        log.warning(
+            "no usable image this run, so the %d image(s) of earlier runs are kept in place "
+            "(an empty or unreachable source never archives everything)",
+            len(gone),
+        )
+        return []
+    for key in gone:
+        target = f"{ARCHIVE_PREFIX}{run_segment(run_id)}/{key}"
+        client.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": key})
+        client.delete_object(Bucket=bucket, Key=key)
+        log.warning("%s: its photo left the source; moved to s3://%s/%s", key, bucket, target)
+    return gone
+
+
 def finish(
     results: Iterable[dict[str, Any]],
     *,
@@ -189,6 +228,7 @@ def finish(
         text, manifest_notes = prelabelled_manifest(merged.images, bucket, size, labels, label_attribute)
         put_text_if_changed(client, bucket, prelabelled_key, text, "application/x-ndjson")
         manifest_uri = f"s3://{bucket}/{prelabelled_key}"
+    archived = archive_withdrawn(client, bucket, merged, present, ledger_key, run_id) if ledger_key else []
     if ledger_key:
         kept = {i["source"] for i in merged.images}
         stale = [d for d in merged.duplicates if d["duplicate_of"] not in kept]
@@ -225,6 +265,7 @@ def finish(
         "rejects_report": report_uri,
         "prelabelled_manifest": manifest_uri,
         "labelled": sum(1 for i in merged.images if i.get("labelled")),
+        "archived": archived,
     }
     log.info(
         "images: %d usable in s3://%s/%s (%d processed, %d unchanged), %d rejected, %d duplicates, "

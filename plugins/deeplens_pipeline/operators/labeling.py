@@ -10,13 +10,16 @@ the DAG does not know which tool labelled an image.
 
 from __future__ import annotations
 
-from typing import Any
-
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+import json
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from deeplens_pipeline import groundtruth as gt
 from deeplens_pipeline.layout import BucketLayout
 from deeplens_pipeline.operators.base import PipelineOperator, run_config, run_scope
+
+if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -44,6 +47,24 @@ def write_labels(
     s3.load_string(body, layout.labels_key, layout.bucket, replace=True)
 
 
+def append_history(
+    s3: S3Hook,
+    layout: BucketLayout,
+    withdrawn: list[tuple[gt.LabelledImage, str]],
+    config: dict[str, Any],
+    tag: str,
+) -> None:
+    """Add withdrawn labels to ``manifests/labels-history.manifest`` with the reason and the run."""
+    key = layout.labels_history_key
+    old = s3.read_key(key, layout.bucket) if s3.check_for_key(key, layout.bucket) else ""
+    lines = []
+    for label, reason in withdrawn:
+        record = json.loads(label.to_line(config["label_attribute"], config["classes"]))
+        record["deeplens-withdrawn"] = {"reason": reason, "by": tag}
+        lines.append(json.dumps(record, separators=(",", ":")) + "\n")
+    s3.load_string(old + "".join(lines), key, layout.bucket, replace=True)
+
+
 class LabelImagesOperator(PipelineOperator):
     """Have the unlabelled images labelled by ``params.labeling_backend``, wait, merge the labels.
 
@@ -52,8 +73,13 @@ class LabelImagesOperator(PipelineOperator):
     backend, the work's name, this run's counts, what was left out, and the totals.
     """
 
-    def __init__(self, *, label_studio_conn_id: str | None = None, **kwargs: Any) -> None:
+    template_fields = ("images",)
+
+    def __init__(self, *, images: Any = None, label_studio_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # The images stage's summary (its "images": key and source SHA-256 of every usable image):
+        # labels are tied to those digests. None (e.g. a DAG without the images stage): not checked.
+        self.images = images
         from deeplens_pipeline.hooks.label_studio import DEFAULT_CONN_ID
 
         self.label_studio_conn_id = label_studio_conn_id or DEFAULT_CONN_ID
@@ -80,6 +106,9 @@ class LabelImagesOperator(PipelineOperator):
 
     def _pending(self, s3: S3Hook, layout: BucketLayout, config: dict[str, Any], tag: str) -> list[str]:
         """The images under the input prefix that have no label (after adding the pre-labelled ones)."""
+        # First the labels that no longer match their pixels leave; then boxes that came with the
+        # photos (a replaced photo's new boxes included) join.
+        self._follow_pixels(s3, layout, config, read_labels(s3, layout, layout.labels_key, config), tag)
         labels = self._merge_prelabelled(s3, layout, config, tag)
         labelled = {image.source_ref for image in labels}
         keys = s3.list_keys(bucket_name=layout.bucket, prefix=layout.input_prefix) or []
@@ -96,6 +125,42 @@ class LabelImagesOperator(PipelineOperator):
             len(todo),
         )
         return todo
+
+    def _digests(self, layout: BucketLayout) -> dict[str, str] | None:
+        """Image URI → SHA-256 of its source photo, from the images stage (None when not given)."""
+        if not isinstance(self.images, dict) or not isinstance(self.images.get("images"), list):
+            return None
+        return {layout.uri(i["key"]): i["sha256"] for i in self.images["images"] if i.get("sha256")}
+
+    def _follow_pixels(
+        self,
+        s3: S3Hook,
+        layout: BucketLayout,
+        config: dict[str, Any],
+        labels: list[gt.LabelledImage],
+        tag: str,
+    ) -> list[gt.LabelledImage]:
+        """Keep only labels drawn on today's pixels: a replaced photo is labelled again, a deleted
+        one leaves the labels, a moved one keeps its boxes. What leaves goes to the history."""
+        current = self._digests(layout)
+        if current is None:
+            return labels
+        result = gt.reconcile_with_images(labels, current)
+        if not result.changed:
+            return labels
+        for old, new in result.moved:
+            self.log.info("Labels follow a moved photo: %s → %s", old, new)
+        for label, reason in result.withdrawn:
+            self.log.warning(
+                "Labels of %s withdrawn (%s); kept in %s",
+                label.source_ref,
+                reason,
+                layout.uri(layout.labels_history_key),
+            )
+        if result.withdrawn:
+            append_history(s3, layout, result.withdrawn, config, tag)
+        write_labels(s3, layout, result.labels, config, f"{tag}-pixels")
+        return result.labels
 
     def _merge_prelabelled(
         self, s3: S3Hook, layout: BucketLayout, config: dict[str, Any], tag: str
@@ -114,8 +179,9 @@ class LabelImagesOperator(PipelineOperator):
     def _finish(
         self, context: Any, config: dict[str, Any], backend: Any, event: dict[str, Any] | None
     ) -> dict[str, Any]:
-        new = backend.collect(event)
         s3, layout = self.s3(config), self.layout(config)
+        digests = self._digests(layout) or {}
+        new = [replace(label, digest=digests.get(label.source_ref)) for label in backend.collect(event)]
         labels = gt.merge_labels(read_labels(s3, layout, layout.labels_key, config), new)
         write_labels(s3, layout, labels, config, backend.work_name)
         return self._result(config, backend, gt.summarise(new, config["classes"]).as_dict(), labels)

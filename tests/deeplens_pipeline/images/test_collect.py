@@ -189,3 +189,20 @@ def test_a_duplicate_whose_original_is_gone_is_processed_again(photos, s3, bucke
     assert second["duplicates"] == 1  # remembered once more, but no longer in the ledger
     third = finish(run_folder(folder, s3, bucket, shard_size=1), client=s3, bucket=bucket, size=300)
     assert third["duplicates"] == 0 and "input/zz.jpg" in [i["key"] for i in third["images"]]
+
+
+def test_a_photo_deleted_from_the_source_is_archived_not_destroyed(photos, s3, bucket):
+    folder = photos(3)
+    finish(run_folder(folder, s3, bucket), client=s3, bucket=bucket, size=300, run_id="r1")
+    (folder / "photo_01.jpg").unlink()
+    summary = finish(run_folder(folder, s3, bucket), client=s3, bucket=bucket, size=300, run_id="r2")
+    assert summary["archived"] == ["input/photo_01.jpg"]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert "input/photo_01.jpg" not in keys and "archive/r2/input/photo_01.jpg" in keys
+    assert "input/photo_01.jpg" not in [i["key"] for i in summary["images"]]
+    # A run whose source yields no image (unmounted, emptied by mistake) fails and archives nothing.
+    for path in folder.iterdir():
+        path.unlink()
+    with pytest.raises(ImagesUnusable, match="no images"):
+        finish(run_folder(folder, s3, bucket), client=s3, bucket=bucket, size=300, run_id="r3")
+    assert "input/photo_00.jpg" in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]

@@ -244,3 +244,31 @@ def test_with_no_backend_only_boxes_that_came_with_the_photos_count_and_the_rest
     assert not [
         j for j in sm.list_labeling_jobs()["LabelingJobSummaryList"] if "11300500" in j["LabelingJobName"]
     ]
+
+
+def test_a_replaced_photo_goes_back_to_labelling_and_its_old_boxes_to_the_history(setup):
+    from deeplens_pipeline.groundtruth import LabelledImage
+
+    box = [{"class_id": 0, "left": 1, "top": 1, "width": 9, "height": 9}]
+    old = [
+        LabelledImage(f"s3://{BUCKET}/input/p{i}.jpg", 100, 100, 3, box, digest=d)
+        for i, d in ((0, "A"), (1, "B"))
+    ]
+    body = "".join(x.to_line("bounding-box", ["box"]) + "\n" for x in old)
+    setup["s3"].put_object(Bucket=BUCKET, Key="manifests/labels.manifest", Body=body.encode())
+    images = {
+        "images": [{"key": f"input/p{i}.jpg", "sha256": d} for i, d in ((0, "A"), (1, "B-rotated"), (2, "C"))]
+    }
+    params = {**setup["params"], "labeling_backend": "none"}
+    op = LabelImagesOperator(task_id="label_images", images=images)
+    result = op.execute(_context(params, "manual__2026-12-01T05:00:00+00:00"))
+    assert result["total"]["images"] == 1  # only p0's boxes still match their pixels
+    assert result["left_out"]["no boxes and labeling_backend is 'none'"] == [
+        f"s3://{BUCKET}/input/p1.jpg",
+        f"s3://{BUCKET}/input/p2.jpg",
+    ]
+    history = setup["s3"].get_object(Bucket=BUCKET, Key="manifests/labels-history.manifest")["Body"].read()
+    record = json.loads(history.decode().splitlines()[0])
+    assert record["source-ref"].endswith("/p1.jpg") and "replaced" in record["deeplens-withdrawn"]["reason"]
+    labels = setup["s3"].get_object(Bucket=BUCKET, Key="manifests/labels.manifest")["Body"].read().decode()
+    assert [json.loads(line)["deeplens-source-sha256"] for line in labels.splitlines()] == ["A"]

@@ -21,7 +21,11 @@ RECT = {"left": 10, "top": 20, "width": 30, "height": 40}
 
 
 def _context(params, run_id):
-    return {"params": params, "run_id": run_id, "dag_run": SimpleNamespace(dag_id="deeplens_object_detection")}
+    return {
+        "params": params,
+        "run_id": run_id,
+        "dag_run": SimpleNamespace(dag_id="deeplens_object_detection"),
+    }
 
 
 def _connection(monkeypatch, url, token, endpoint):
@@ -112,7 +116,9 @@ def test_create_import_wait_export_merge_then_a_rerun_imports_nothing(setup):
     ]
     project = setup.client.projects.get(id=trigger.project_id)
     assert ls.config_labels(project.label_config) == ["box", "ball"]
-    assert [s.bucket for s in setup.client.import_storage.s3.list(project=trigger.project_id)] == [setup.bucket]
+    assert [s.bucket for s in setup.client.import_storage.s3.list(project=trigger.project_id)] == [
+        setup.bucket
+    ]
     # The annotators' browsers load the presigned images cross-origin: the bucket gets the GET rule.
     rules = setup.s3.get_bucket_cors(Bucket=setup.bucket)["CORSRules"]
     assert any("GET" in r["AllowedMethods"] and "*" in r["AllowedOrigins"] for r in rules)
