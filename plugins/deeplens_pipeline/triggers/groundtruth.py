@@ -42,11 +42,19 @@ class LabelingJobTrigger(AwsBaseWaiterTrigger):
             aws_conn_id=aws_conn_id,
             region_name=region_name,
         )
+        self.job_name = job_name
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         await asyncio.sleep(self.waiter_delay)
         async for event in super().run():
             yield event
+
+    async def on_kill(self) -> None:
+        """Stop the labelling job when a user marks the deferred task failed or succeeded, or
+        clears it, so its workers' tasks are withdrawn and bill no more."""
+        from deeplens_pipeline.triggers.sagemaker import stop_job
+
+        await stop_job(self, self.hook(), "stop_labeling_job", "LabelingJobName", self.job_name)
 
     def hook(self) -> GroundTruthHook:
         return GroundTruthHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)

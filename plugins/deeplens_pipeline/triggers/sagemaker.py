@@ -1,4 +1,5 @@
-"""The provider's SageMaker job trigger, waiting one poll interval before its first poll.
+"""The provider's SageMaker job trigger, waiting one poll interval before its first poll, and
+stopping its job when a user kills the deferred task.
 
 Every deferral of a training or tuning task follows the operator's own status check, so an
 immediate first poll learns nothing new, and a job already done makes the task resume at once,
@@ -12,6 +13,31 @@ from collections.abc import AsyncIterator
 
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.triggers.base import TriggerEvent
+from botocore.exceptions import ClientError
+
+# The Stop… action and its name argument, by the provider's job_type (compared lower-case).
+STOP_ACTIONS = {
+    "training": ("stop_training_job", "TrainingJobName"),
+    "tuning": ("stop_hyper_parameter_tuning_job", "HyperParameterTuningJobName"),
+    "transform": ("stop_transform_job", "TransformJobName"),
+    "processing": ("stop_processing_job", "ProcessingJobName"),
+}
+
+
+async def stop_job(trigger: object, client_hook: object, action: str, argument: str, name: str) -> None:
+    """Call SageMaker's ``action`` on the job ``name``; a job already ended is said, not raised."""
+    log = trigger.log  # type: ignore[attr-defined]
+    try:
+        async with await client_hook.get_async_conn() as client:  # type: ignore[attr-defined]
+            await getattr(client, action)(**{argument: name})
+    except ClientError as err:
+        log.warning("Could not stop job %s (%s): %s", name, err.response["Error"]["Code"], err)
+        return
+    log.info(
+        "The task was killed, cleared or marked by a user: stopped job %s (%s), so it bills no more",
+        name,
+        action,
+    )
 
 
 class SageMakerJobTrigger(SageMakerTrigger):
@@ -21,6 +47,12 @@ class SageMakerJobTrigger(SageMakerTrigger):
         await asyncio.sleep(self.waiter_delay)
         async for event in super().run():
             yield event
+
+    async def on_kill(self) -> None:
+        """Stop the job when a user marks the deferred task failed or succeeded, or clears it
+        (Airflow calls this only then: not on a triggerer restart, a timeout or completion)."""
+        action, argument = STOP_ACTIONS[self.job_type.lower()]
+        await stop_job(self, self.hook(), action, argument, self.job_name)
 
     @classmethod
     def from_provider(cls, trigger: SageMakerTrigger, region_name: str | None) -> SageMakerJobTrigger:
