@@ -12,7 +12,7 @@ import importlib
 # that fixes a folder does not pay for tarfile, gzip and hashlib at start-up. The package's logger
 # has a NullHandler (added by model_fix.log when logging is first used).
 _EXPORTS = {
-    "archive": ("ExtractLimits", "safe_extract", "sha256_file", "write_reproducible_tar"),
+    "archive": ("ExtractLimits", "list_members", "safe_extract", "sha256_file", "write_reproducible_tar"),
     "errors": (
         "CorruptArchiveError",
         "CorruptParamsError",

@@ -2,32 +2,35 @@
 
 Extraction is stricter than :mod:`tarfile`'s ``data`` filter on purpose: a SageMaker model
 archive holds a few regular files, so links, devices and FIFOs are refused outright rather than
-sanitised, and member count, member size and total size are bounded (against tar and gzip bombs).
-Data is streamed member by member, so memory does not grow with the archive.
+sanitised, and member count, member size and total size are bounded (against tar and gzip bombs)
+by the sizes the members' headers declare, before their data is read. :func:`list_members` checks
+an archive without writing anything; :func:`safe_extract` can then extract only the members a
+caller uses, each streamed with a cap on the bytes written. Memory does not grow with the archive.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import shutil
 import tarfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from model_fix.errors import CorruptArchiveError, OverwriteRefusedError, UnsafeArchiveError
+from model_fix.limits import MAX_ARCHIVE_BYTES, MAX_ARCHIVE_MEMBERS, MAX_PARAMS_BYTES, size_in_words
 
 _CHUNK = 1 << 20
 
 
 class ExtractLimits(NamedTuple):
-    """Bounds on what :func:`safe_extract` accepts."""
+    """Bounds on what :func:`safe_extract` and :func:`list_members` accept (see model_fix.limits)."""
 
-    max_members: int = 64
-    max_member_bytes: int = 4 << 30
-    max_total_bytes: int = 8 << 30
+    max_members: int = MAX_ARCHIVE_MEMBERS
+    max_member_bytes: int = MAX_PARAMS_BYTES
+    max_total_bytes: int = MAX_ARCHIVE_BYTES
 
 
 def _member_path(archive: Path, name: str) -> PurePosixPath:
@@ -55,72 +58,132 @@ def _create(archive: Path, member: tarfile.TarInfo, mkdir: Callable[..., None]) 
         ) from exc
 
 
-def safe_extract(
-    archive: str | Path, target: str | Path, limits: ExtractLimits = ExtractLimits()
-) -> list[str]:
-    """Extract regular files and directories of ``archive`` into ``target``; return the file names.
-
-    Refuses (with :class:`UnsafeArchiveError` naming the archive and member) absolute paths,
-    ``..``, symbolic and hard links, devices and FIFOs, duplicate names, and members or totals
-    over ``limits``. Existing files in ``target`` are never overwritten.
-    """
-    archive = Path(archive)
-    target = Path(target)
-    target.mkdir(parents=True, exist_ok=True)
-    extracted: list[str] = []
-    seen: set[PurePosixPath] = set()
-    total = 0
+@contextmanager
+def _open(archive: Path) -> Iterator[tarfile.TarFile]:
+    """The archive open for reading; unreadable or missing archives become CorruptArchiveError."""
     try:
         with tarfile.open(archive, mode="r:*") as tar:
-            for count, member in enumerate(tar, start=1):
-                if count > limits.max_members:
-                    raise UnsafeArchiveError(f"{archive}: more than {limits.max_members} members")
-                relative = _member_path(archive, member.name)
-                if member.issym() or member.islnk():
-                    kind = "symbolic link" if member.issym() else "hard link"
-                    raise UnsafeArchiveError(
-                        f"{archive}: member {member.name!r}: {kind} to {member.linkname!r}"
-                    )
-                destination = target / relative
-                if member.isdir():
-                    _create(archive, member, destination.mkdir)
-                    continue
-                if not member.isreg():
-                    raise UnsafeArchiveError(
-                        f"{archive}: member {member.name!r}: not a regular file (device/FIFO)"
-                    )
-                if relative in seen:
-                    raise UnsafeArchiveError(f"{archive}: member {member.name!r}: appears twice")
-                seen.add(relative)
-                if member.size > limits.max_member_bytes:
-                    raise UnsafeArchiveError(
-                        f"{archive}: member {member.name!r}: {member.size} bytes, over the "
-                        f"{limits.max_member_bytes}-byte limit"
-                    )
-                total += member.size
-                if total > limits.max_total_bytes:
-                    raise UnsafeArchiveError(
-                        f"{archive}: member {member.name!r}: total size over the "
-                        f"{limits.max_total_bytes}-byte limit"
-                    )
-                _create(archive, member, destination.parent.mkdir)
-                source = tar.extractfile(member)
-                assert source is not None  # a regular file always has data
-                try:
-                    with source, destination.open("xb") as out:
-                        shutil.copyfileobj(source, out, _CHUNK)
-                except FileExistsError as exc:
-                    raise UnsafeArchiveError(
-                        f"{archive}: member {member.name!r}: {destination} already exists"
-                    ) from exc
-                extracted.append(str(relative))
+            yield tar
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise CorruptArchiveError(f"{archive}: not a readable tar.gz: {exc}") from exc
     except FileNotFoundError as exc:
         if not archive.exists():
             raise CorruptArchiveError(f"{archive}: archive not found") from exc
         raise
+
+
+def _checked(
+    archive: Path, tar: tarfile.TarFile, limits: ExtractLimits
+) -> Iterator[tuple[tarfile.TarInfo, PurePosixPath]]:
+    """Each member with its relative path, refused (UnsafeArchiveError) if unsafe or over ``limits``.
+
+    Every check uses the member's header only, so it happens before the member's data is read
+    (or, for a member that is skipped, decompressed).
+    """
+    seen: set[PurePosixPath] = set()
+    total = 0
+    for count, member in enumerate(tar, start=1):
+        if count > limits.max_members:
+            raise UnsafeArchiveError(f"{archive}: more than {limits.max_members} members")
+        relative = _member_path(archive, member.name)
+        if member.issym() or member.islnk():
+            kind = "symbolic link" if member.issym() else "hard link"
+            raise UnsafeArchiveError(f"{archive}: member {member.name!r}: {kind} to {member.linkname!r}")
+        if not member.isdir() and not member.isreg():
+            raise UnsafeArchiveError(f"{archive}: member {member.name!r}: not a regular file (device/FIFO)")
+        if member.isreg():
+            if relative in seen:
+                raise UnsafeArchiveError(f"{archive}: member {member.name!r}: appears twice")
+            seen.add(relative)
+            if member.size > limits.max_member_bytes:
+                raise UnsafeArchiveError(
+                    f"{archive}: member {member.name!r}: {member.size} bytes, over the "
+                    f"{limits.max_member_bytes}-byte limit ({size_in_words(limits.max_member_bytes)}) "
+                    "for one member"
+                )
+            total += member.size
+            if total > limits.max_total_bytes:
+                raise UnsafeArchiveError(
+                    f"{archive}: member {member.name!r}: total size over the "
+                    f"{limits.max_total_bytes}-byte limit ({size_in_words(limits.max_total_bytes)}) "
+                    "for all members"
+                )
+        yield member, relative
+
+
+def list_members(archive: str | Path, limits: ExtractLimits = ExtractLimits()) -> dict[str, int]:
+    """Check every member of ``archive`` as :func:`safe_extract` does, writing nothing.
+
+    Returns each regular file's relative path and its size, in archive order. Raises
+    :class:`UnsafeArchiveError` or :class:`CorruptArchiveError` as :func:`safe_extract` does.
+    """
+    archive = Path(archive)
+    with _open(archive) as tar:
+        return {
+            str(relative): member.size
+            for member, relative in _checked(archive, tar, limits)
+            if member.isreg()
+        }
+
+
+def safe_extract(
+    archive: str | Path,
+    target: str | Path,
+    limits: ExtractLimits = ExtractLimits(),
+    members: Collection[str] | None = None,
+) -> list[str]:
+    """Extract regular files and directories of ``archive`` into ``target``; return the file names.
+
+    Refuses (with :class:`UnsafeArchiveError` naming the archive and member) absolute paths,
+    ``..``, symbolic and hard links, devices and FIFOs, duplicate names, and members or totals
+    over ``limits``, by their headers, before their data is read. Existing files in ``target``
+    are never overwritten. With ``members`` (relative paths as :func:`list_members` gives them),
+    only those files (and their folders) are written; every other member is still checked. Each
+    file is streamed to disk, and no more bytes are written than its header declares.
+    """
+    archive = Path(archive)
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    wanted = None if members is None else {str(_member_path(archive, name)) for name in members}
+    extracted: list[str] = []
+    with _open(archive) as tar:
+        for member, relative in _checked(archive, tar, limits):
+            if wanted is not None and str(relative) not in wanted:
+                continue
+            destination = target / relative
+            if member.isdir():
+                _create(archive, member, destination.mkdir)
+                continue
+            _create(archive, member, destination.parent.mkdir)
+            try:
+                out = destination.open("xb")
+            except FileExistsError as exc:
+                raise UnsafeArchiveError(
+                    f"{archive}: member {member.name!r}: {destination} already exists"
+                ) from exc
+            try:
+                with out:
+                    source = tar.extractfile(member)
+                    assert source is not None  # a regular file always has data
+                    with source:
+                        _stream(archive, member, source, out, min(member.size, limits.max_member_bytes))
+            except BaseException:
+                destination.unlink(missing_ok=True)  # no partial member is left behind
+                raise
+            extracted.append(str(relative))
     return extracted
+
+
+def _stream(archive: Path, member: tarfile.TarInfo, source: BinaryIO, out: BinaryIO, cap: int) -> None:
+    """Copy ``source`` to ``out`` in chunks, refusing to write more than ``cap`` bytes."""
+    written = 0
+    for chunk in iter(lambda: source.read(_CHUNK), b""):
+        written += len(chunk)
+        if written > cap:
+            raise UnsafeArchiveError(
+                f"{archive}: member {member.name!r}: more data than the {cap} bytes its header declares"
+            )
+        out.write(chunk)
 
 
 def write_reproducible_tar(destination: str | Path, files: Mapping[str, str | Path]) -> Path:

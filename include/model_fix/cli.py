@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from model_fix.errors import ModelFixError, OptionError
-from model_fix.fix import FixOptions, fix_model, is_archive
+from model_fix.fix import FixOptions, check_name, fix_model, is_archive
 
 _TRUE = {"1", "true", "yes", "y", "on"}
 _FALSE = {"0", "false", "no", "n", "off"}
@@ -137,6 +137,8 @@ def _resolve(args: argparse.Namespace) -> tuple[Path, Path | None, FixOptions]:
             out_dir = source.parent
     if args.rename and not args.output_tar:
         raise OptionError("--rename applies to --output-tar only")
+    if args.rename is not None:
+        check_name(args.rename, "--rename")
     if out_dir is None and not args.output_tar:
         raise OptionError(f"{source} is an archive: give --out-dir, --output-tar or both")
     return source, out_dir, options

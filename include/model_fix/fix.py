@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import NamedTuple
@@ -25,9 +25,11 @@ from model_fix.errors import (
     OptionError,
     OverwriteRefusedError,
     ParamsMismatchError,
+    UnsafeArchiveError,
 )
 from model_fix.file_copy import BackgroundCopy, copy_file, link_or_copy
 from model_fix.hyperparams import HYPERPARAMS_FILE, hyperparam_float, hyperparam_int, load_hyperparams
+from model_fix.limits import MAX_HYPERPARAMS_BYTES, MAX_PARAMS_BYTES, MAX_SYMBOL_BYTES, size_in_words
 from model_fix.log import INFO, WARNING, log
 from model_fix.params_file import ParamEntry, read_params_index
 from model_fix.ssd import (
@@ -44,7 +46,7 @@ DEPLOY_PREFIX = "deploy_"
 DEFAULT_NMS_THRESHOLD = 0.45
 DEFAULT_NMS_TOPK = 400
 SYMBOL_SUFFIX = "-symbol.json"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _MAX_LISTED = 5
 
 
@@ -100,9 +102,15 @@ class ModelFiles(NamedTuple):
 
 
 def check_name(name: str, what: str = "prefix") -> str:
-    """Return ``name`` if it is a plain file-name prefix (no path separators), else raise OptionError."""
-    if not _NAME_RE.match(name) or name.endswith(".") or ".." in name:
-        raise OptionError(f"{what} {name!r}: use letters, digits, '.', '_' and '-' only (no path)")
+    """Return ``name`` if it is a plain file-name prefix (no path separators), else raise OptionError.
+
+    The whole name must match (``fullmatch``: a trailing line break is refused too).
+    """
+    if not _NAME_RE.fullmatch(name) or name.endswith(".") or ".." in name:
+        raise OptionError(
+            f"{what} {name!r}: must start with a letter or digit and use only letters, digits, "
+            "'.', '_' and '-' (no path, no '..', no line break, not ending in '.')"
+        )
     return name
 
 
@@ -135,7 +143,17 @@ def find_model_files(directory: str | Path, name: str | None = None, epoch: int 
     directory = Path(directory)
     if not directory.is_dir():
         raise InputNotFoundError(f"{directory}: not a folder")
-    names = sorted(p.name[: -len(SYMBOL_SUFFIX)] for p in directory.glob(f"*{SYMBOL_SUFFIX}"))
+    return choose_model_files(directory, {p.name for p in directory.iterdir() if p.is_file()}, name, epoch)
+
+
+def choose_model_files(
+    directory: Path, file_names: Collection[str], name: str | None = None, epoch: int = 0
+) -> ModelFiles:
+    """:func:`find_model_files` on a list of the file names in ``directory`` (which need not exist yet).
+
+    What an archive's listing is checked with before anything is extracted from it.
+    """
+    names = sorted(n[: -len(SYMBOL_SUFFIX)] for n in file_names if n.endswith(SYMBOL_SUFFIX))
     if name is None:
         candidates = [n for n in names if not n.startswith(DEPLOY_PREFIX)] or names
         if not candidates:
@@ -144,17 +162,15 @@ def find_model_files(directory: str | Path, name: str | None = None, epoch: int 
             raise InputNotFoundError(f"{directory}: several models {candidates}; choose one with --prefix")
         name = candidates[0]
     symbol = directory / f"{name}{SYMBOL_SUFFIX}"
-    if not symbol.is_file():
+    if f"{name}{SYMBOL_SUFFIX}" not in file_names:  # the whole name: a prefix holding a path never matches
         raise InputNotFoundError(f"{symbol}: not found (models here: {names or 'none'})")
     params = directory / params_name(name, epoch)
-    if not params.is_file():
-        import glob  # an error path only
-
-        found = sorted(p.name for p in directory.glob(f"{glob.escape(name)}-*.params"))
+    if params_name(name, epoch) not in file_names:
+        found = sorted(n for n in file_names if n.startswith(f"{name}-") and n.endswith(".params"))
         hint = f"; found {found}, choose one with --epoch" if found else ""
         raise InputNotFoundError(f"{params}: not found{hint}")
-    hyperparams = directory / HYPERPARAMS_FILE
-    return ModelFiles(directory, name, symbol, params, hyperparams if hyperparams.is_file() else None)
+    hyperparams = directory / HYPERPARAMS_FILE if HYPERPARAMS_FILE in file_names else None
+    return ModelFiles(directory, name, symbol, params, hyperparams)
 
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -188,12 +204,9 @@ def open_model_source(
     if is_archive(path):
         import tempfile
 
-        from model_fix.archive import safe_extract
-
         with tempfile.TemporaryDirectory(prefix=".model-fix-", dir=work_dir) as work:
-            safe_extract(path, work)
             try:
-                yield find_model_files(work, options.prefix, options.epoch)
+                yield _extract_model(path, Path(work), options)
             except ModelFixError as exc:
                 raise type(exc)(str(exc).replace(f"{work}{os.sep}", f"{path}:")) from exc
         return
@@ -207,6 +220,31 @@ def open_model_source(
     if not path.parent.is_dir():
         raise InputNotFoundError(f"{path}: folder {path.parent} not found")
     yield find_model_files(path.parent, name, options.epoch)
+
+
+def _extract_model(archive: Path, work: Path, options: FixOptions) -> ModelFiles:
+    """Check every member of ``archive``, choose the model, and extract only its files into ``work``.
+
+    The choice is made on the archive's listing, and each chosen member's declared size is
+    checked against its kind's limit (symbol, params, hyperparams.json) before anything is
+    written: a member the fix does not use is never extracted, and one too large never written.
+    """
+    from model_fix.archive import list_members, safe_extract
+
+    listing = list_members(archive)
+    top_level = {name: size for name, size in listing.items() if "/" not in name}
+    files = choose_model_files(work, top_level, options.prefix, options.epoch)
+    used = [(files.symbol, MAX_SYMBOL_BYTES, "symbol file"), (files.params, MAX_PARAMS_BYTES, ".params file")]
+    if files.hyperparams:
+        used.append((files.hyperparams, MAX_HYPERPARAMS_BYTES, "hyperparams.json"))
+    for path, limit, what in used:
+        if top_level[path.name] > limit:
+            raise UnsafeArchiveError(
+                f"{archive}: member {path.name!r}: {top_level[path.name]} bytes, more than the "
+                f"{size_in_words(limit)} a {what} may have"
+            )
+    safe_extract(archive, work, members=[path.name for path, _, _ in used])
+    return files
 
 
 def _check_params(entries: list[ParamEntry], graph: Graph, params_path: Path, symbol_path: Path) -> None:

@@ -7,23 +7,20 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from model_fix.errors import HyperparamsError
+from model_fix.limits import MAX_HYPERPARAMS_BYTES, loads_bounded_json, read_capped_text
 
 HYPERPARAMS_FILE = "hyperparams.json"
 
 
 def load_hyperparams(path: str | Path) -> dict[str, str]:
-    """Read hyperparams.json into a dict of strings; raise :class:`HyperparamsError` naming the file."""
+    """Read hyperparams.json into a dict of strings; raise :class:`HyperparamsError` naming the file.
+
+    Over :data:`~model_fix.limits.MAX_HYPERPARAMS_BYTES`, or nested deeper than
+    :data:`~model_fix.limits.MAX_JSON_DEPTH`, is refused too.
+    """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise HyperparamsError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise HyperparamsError(
-            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from exc
+    text = read_capped_text(path, MAX_HYPERPARAMS_BYTES, "hyperparams.json", HyperparamsError)
+    data = loads_bounded_json(text, str(path), HyperparamsError)
     if not isinstance(data, dict):
         raise HyperparamsError(f"{path}: expected a JSON object, found {type(data).__name__}")
     return {str(key): value if isinstance(value, str) else json.dumps(value) for key, value in data.items()}

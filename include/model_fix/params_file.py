@@ -17,7 +17,10 @@ and each NDArray, by its leading uint32::
     anything else (legacy): that uint32 is ndim, then ndim uint32 dims; context, dtype, data
 
 A shape is int32 ndim then ndim int64 dims. Tensor data is skipped with ``seek``, so memory
-stays flat whatever the file's size.
+stays flat whatever the file's size. Work is bounded by what the file holds: the declared array
+count is checked against :data:`~model_fix.limits.MAX_PARAMS_ARRAYS` and against the bytes left
+(each array takes at least :data:`~model_fix.limits.MIN_PARAMS_ARRAY_BYTES`) before any array is
+read, and each array's data (shape times item size) against the bytes left before it is skipped.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from model_fix.errors import CorruptParamsError
+from model_fix.limits import MAX_PARAMS_ARRAYS, MAX_PARAMS_KEY_BYTES, MIN_PARAMS_ARRAY_BYTES
 
 LIST_MAGIC = 0x112
 V1_MAGIC = 0xF993FAC8
@@ -52,7 +56,6 @@ DTYPES = {
 #: storage type -> number of auxiliary arrays (row_sparse: indices; csr: indptr, indices).
 AUX_ARRAYS = {0: 0, 1: 1, 2: 2}
 _MAX_NDIM = 32
-_MAX_KEY_BYTES = 1 << 16
 
 
 class ParamEntry(NamedTuple):
@@ -184,8 +187,17 @@ def read_params_index(path: str | Path) -> list[ParamEntry]:
         if magic != LIST_MAGIC:
             raise reader.fail(f"header magic is 0x{magic:X}, expected 0x{LIST_MAGIC:X}")
         (count,) = reader.read("<Q", "array count")
-        if count > size // 4:
-            raise reader.fail(f"claims {count} arrays in {size} bytes")
+        if count > MAX_PARAMS_ARRAYS:
+            raise reader.fail(
+                f"claims {count} arrays; at most {MAX_PARAMS_ARRAYS} are accepted (a resnet-50 SSD has 293)"
+            )
+        left = size - stream.tell() - 8  # the key count follows the arrays
+        if count * MIN_PARAMS_ARRAY_BYTES > left:
+            raise reader.fail(
+                f"claims {count} arrays, but its {max(left, 0)} remaining bytes hold at most "
+                f"{max(left, 0) // MIN_PARAMS_ARRAY_BYTES} (each takes at least "
+                f"{MIN_PARAMS_ARRAY_BYTES} bytes: its record and its key's length)"
+            )
         arrays = [reader.array(i) for i in range(count)]
         (key_count,) = reader.read("<Q", "key count")
         if key_count == 0 and count:
@@ -195,8 +207,10 @@ def read_params_index(path: str | Path) -> list[ParamEntry]:
         keys = []
         for i in range(key_count):
             (length,) = reader.read("<Q", f"key {i} length")
-            if length > _MAX_KEY_BYTES:
-                raise reader.fail(f"key {i} claims {length} bytes")
+            if length > MAX_PARAMS_KEY_BYTES:
+                raise reader.fail(
+                    f"key {i} claims {length} bytes; a key may have at most {MAX_PARAMS_KEY_BYTES}"
+                )
             raw = stream.read(length)
             if len(raw) != length:
                 raise reader.fail(f"truncated in key {i}")

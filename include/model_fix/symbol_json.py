@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from model_fix.errors import CorruptSymbolError
+from model_fix.limits import MAX_SYMBOL_BYTES, loads_bounded_json, read_capped_text, size_in_words
 
 Graph = dict[str, Any]
 
@@ -37,24 +38,29 @@ def load_symbol(path: str | Path) -> Graph:
 
 
 def read_symbol_text(path: str | Path) -> str:
-    """The text of a symbol file; :class:`CorruptSymbolError` if missing or not UTF-8."""
+    """The text of a symbol file; :class:`CorruptSymbolError` if missing, not UTF-8 or too large.
+
+    A file over :data:`~model_fix.limits.MAX_SYMBOL_BYTES` is refused before it is read.
+    """
     path = Path(path)
     try:
-        return path.read_text(encoding="utf-8")
+        return read_capped_text(path, MAX_SYMBOL_BYTES, "symbol file", CorruptSymbolError)
     except FileNotFoundError as exc:
         raise CorruptSymbolError(f"{path}: symbol file not found") from exc
-    except UnicodeDecodeError as exc:
-        raise CorruptSymbolError(f"{path}: not UTF-8 text (byte {exc.start}); not a symbol JSON") from exc
 
 
 def parse_symbol(text: str, source: str = "<symbol>") -> Graph:
-    """Parse symbol JSON text and check its structure; ``source`` names it in errors."""
-    try:
-        graph = json.loads(text)
-    except json.JSONDecodeError as exc:
+    """Parse symbol JSON text and check its structure; ``source`` names it in errors.
+
+    Text over :data:`~model_fix.limits.MAX_SYMBOL_BYTES` characters, and JSON nested more than
+    :data:`~model_fix.limits.MAX_JSON_DEPTH` levels, are refused with :class:`CorruptSymbolError`.
+    """
+    if len(text) > MAX_SYMBOL_BYTES:
         raise CorruptSymbolError(
-            f"{source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from exc
+            f"{source}: {len(text)} characters, more than the {size_in_words(MAX_SYMBOL_BYTES)} "
+            "a symbol file may have"
+        )
+    graph = loads_bounded_json(text, source, CorruptSymbolError)
     validate_graph(graph, source)
     return graph
 

@@ -6,10 +6,16 @@ The .params writer below produces MXNet's NDArray-list format (v2 arrays, as mxn
 
 from __future__ import annotations
 
+import functools
+import gzip
 import json
+import resource
 import shutil
+import signal
 import struct
-from collections.abc import Callable, Iterable
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +50,60 @@ def encode_params(records: Iterable[tuple[str, bytes]]) -> bytes:
         raw = key.encode()
         parts += [struct.pack("<Q", len(raw)), raw]
     return b"".join(parts)
+
+
+@functools.cache
+def _gzip_of_zeros() -> bytes:
+    """16 MiB of zeros as one gzip member (about 16 KB): repeated, it expands to any size."""
+    return gzip.compress(bytes(16 << 20), compresslevel=9, mtime=0)
+
+
+def write_gzip_bomb(destination: Path, members: Iterable[tuple[str, bytes | int]]) -> Path:
+    """A tar.gz of ``(name, data)`` members, where an ``int`` is that many zero bytes.
+
+    Zeros are written as repeated gzip members of one compressed block (gzip readers join
+    concatenated members), so a member of gigabytes costs a few megabytes and milliseconds to
+    build, and nothing of its size is ever held or written.
+    """
+    block = 16 << 20
+    with destination.open("wb") as out:
+        pending = b""
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = data if isinstance(data, int) else len(data)
+            pending += info.tobuf(format=tarfile.GNU_FORMAT)
+            if isinstance(data, bytes):
+                pending += data
+            else:
+                out.write(gzip.compress(pending, mtime=0))
+                full, rest = divmod(data, block)
+                out.write(_gzip_of_zeros() * full)
+                pending = bytes(rest)
+            pending += bytes(-info.size % 512)
+        out.write(gzip.compress(pending + bytes(1024), mtime=0))  # two zero blocks end the archive
+    return destination
+
+
+def tar_members(folder: Path) -> list[tuple[str, bytes]]:
+    """The files of ``folder`` as ``(name, data)`` members, sorted."""
+    return [(p.name, p.read_bytes()) for p in sorted(folder.iterdir()) if p.is_file()]
+
+
+@contextmanager
+def file_size_limit(nbytes: int) -> Iterator[None]:
+    """No file written by this process may grow past ``nbytes`` (RLIMIT_FSIZE) while the block runs.
+
+    A write past it fails with OSError (EFBIG) instead of the default SIGXFSZ: a test of a
+    decompression bomb then fails fast, whatever the code under test does, and never fills the disk.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
 
 
 def graph_param_shapes(graph: dict[str, Any]) -> dict[str, tuple[int, ...]]:

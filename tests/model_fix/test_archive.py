@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from model_fix.archive import ExtractLimits, safe_extract, sha256_file, write_reproducible_tar
+from model_fix.archive import ExtractLimits, list_members, safe_extract, sha256_file, write_reproducible_tar
 from model_fix.errors import CorruptArchiveError, OverwriteRefusedError, UnsafeArchiveError
+from model_fix.limits import MAX_ARCHIVE_BYTES, MAX_ARCHIVE_MEMBERS, MAX_PARAMS_BYTES
+
+from .conftest import file_size_limit, write_gzip_bomb
 
 
 def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
@@ -69,6 +72,78 @@ def test_refuses_hostile_members_naming_them(tmp_path: Path, member, message: st
         safe_extract(archive, tmp_path / "out")
     assert str(archive) in str(info.value)
     assert not (tmp_path / "evil").exists()
+
+
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [
+        (_file("../evil"), r"member '../evil': '..' in path"),
+        (_special("link", tarfile.SYMTYPE, "/etc/passwd"), "symbolic link"),
+        (_special("fifo", tarfile.FIFOTYPE), "not a regular file"),
+    ],
+)
+def test_listing_checks_every_member_and_writes_nothing(tmp_path: Path, member, message: str) -> None:
+    good = _tar(tmp_path / "good.tar.gz", [_file("./a.json", b"{}"), _special("d", tarfile.DIRTYPE)])
+    assert list_members(good) == {"a.json": 2}
+    archive = _tar(tmp_path / "m.tar.gz", [_file("a.json"), member])
+    with pytest.raises(UnsafeArchiveError, match=message):
+        list_members(archive)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.tar.gz", "m.tar.gz"]
+
+
+def test_extracts_only_the_members_asked_for(tmp_path: Path) -> None:
+    directory = tarfile.TarInfo("sub")
+    directory.type = tarfile.DIRTYPE
+    members = [_file("a", b"1"), (directory, None), _file("sub/b", b"2"), _file("c", b"3" * 1000)]
+    archive = _tar(tmp_path / "m.tar.gz", members)
+    assert safe_extract(archive, tmp_path / "out", members=["./a", "sub/b"]) == ["a", "sub/b"]
+    written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*"))
+    assert written == ["a", "sub", "sub/b"]
+    # A member not extracted is still checked: a link after the wanted ones is refused.
+    hostile = _tar(tmp_path / "h.tar.gz", [_file("a"), _special("l", tarfile.SYMTYPE, "/etc/passwd")])
+    with pytest.raises(UnsafeArchiveError, match="member 'l': symbolic link"):
+        safe_extract(hostile, tmp_path / "out2", members=["a"])
+
+
+def test_default_limits_are_the_documented_constants() -> None:
+    assert ExtractLimits() == (MAX_ARCHIVE_MEMBERS, MAX_PARAMS_BYTES, MAX_ARCHIVE_BYTES)
+    assert (MAX_PARAMS_BYTES, MAX_ARCHIVE_BYTES) == (1 << 30, (2 << 30) + (64 << 20))
+
+
+def test_a_gzip_bomb_is_refused_by_its_headers_before_its_data_is_read(tmp_path: Path) -> None:
+    """The issue's bomb: a 7.6 MB archive of two 3.9 GB members (each under the old 4 GiB limit)."""
+    bomb = write_gzip_bomb(
+        tmp_path / "bomb.tar.gz", [("junk1.bin", 3_900_000_000), ("junk2.bin", 3_900_000_000)]
+    )
+    assert bomb.stat().st_size < 8 << 20
+    started = time.perf_counter()
+    message = (
+        r"bomb.tar.gz: member 'junk1.bin': 3900000000 bytes, over the 1073741824-byte limit \(1 GiB\) "
+        "for one member"
+    )
+    # The old code started writing 3.9 GB: the file size limit makes it fail at 64 MiB instead.
+    with file_size_limit(64 << 20), pytest.raises(UnsafeArchiveError, match=message):
+        safe_extract(bomb, tmp_path / "out")
+    assert time.perf_counter() - started < 2
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_the_total_counts_members_that_are_not_extracted(tmp_path: Path) -> None:
+    bomb = write_gzip_bomb(tmp_path / "bomb.tar.gz", [("a", 40 << 20), ("b", 40 << 20), ("c", b"x")])
+    limits = ExtractLimits(max_member_bytes=50 << 20, max_total_bytes=64 << 20)
+    with file_size_limit(1 << 20), pytest.raises(UnsafeArchiveError, match="member 'b': total size over"):
+        safe_extract(bomb, tmp_path / "out", limits, members=["c"])
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_no_more_is_written_than_the_header_declares(tmp_path: Path, monkeypatch) -> None:
+    archive = _tar(tmp_path / "m.tar.gz", [_file("a", b"x" * 100)])
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", lambda self, member: io.BytesIO(b"y" * (3 << 20)))
+    with pytest.raises(
+        UnsafeArchiveError, match="member 'a': more data than the 100 bytes its header declares"
+    ):
+        safe_extract(archive, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []  # the partial file is removed
 
 
 def test_refuses_duplicates(tmp_path: Path) -> None:

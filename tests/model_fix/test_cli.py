@@ -128,6 +128,21 @@ def test_sources_out_dir_and_archive(model_dir: Path, tmp_path: Path, capsys) ->
     assert "give a source" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("rename", ["name\n", "", "../choc", "choc."])
+def test_a_bad_rename_is_refused_naming_the_option_and_the_rule(
+    model_dir: Path, tmp_path: Path, capsys, rename: str
+) -> None:
+    """``$`` let "name\n" through (the archive then held 'name\n-symbol.json'): the whole name must match."""
+    repacked = tmp_path / "repacked.tar.gz"
+    assert main([str(model_dir), "--output-tar", str(repacked), "--rename", rename, "-q"]) == 1
+    assert capsys.readouterr().err == (
+        f"deploy.py: error: --rename {rename!r}: must start with a letter or digit and use only letters, "
+        "digits, '.', '_' and '-' (no path, no '..', no line break, not ending in '.')\n"
+    )
+    assert not repacked.exists()
+    assert not list(model_dir.glob("deploy_*"))
+
+
 def test_usage_errors_exit_2(capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["--force", "maybe"])

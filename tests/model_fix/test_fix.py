@@ -7,7 +7,9 @@ import io
 import json
 import os
 import shutil
+import struct
 import tarfile
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 
 from model_fix import (
     CorruptArchiveError,
+    CorruptParamsError,
     CorruptSymbolError,
     FixOptions,
     HyperparamsError,
@@ -28,9 +31,11 @@ from model_fix import (
     fix_model,
     to_deploy_graph,
 )
+from model_fix.fix import check_name, choose_model_files, open_model_source
+from model_fix.limits import MAX_HYPERPARAMS_BYTES, MAX_PARAMS_BYTES, MAX_SYMBOL_BYTES
 from model_fix.symbol_json import dumps_symbol
 
-from .conftest import TRAINING_SYMBOL
+from .conftest import TRAINING_SYMBOL, file_size_limit, tar_members, write_gzip_bomb
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -362,3 +367,105 @@ def test_link_params_shares_the_weights_file(model_dir: Path, tmp_path: Path) ->
     assert result.params_path.samefile(model_dir / "model_algo_1-0000.params")
     copied = fix_model(model_dir, tmp_path / "copy")
     assert not copied.params_path.samefile(model_dir / "model_algo_1-0000.params")
+
+
+def test_only_the_members_the_fix_uses_are_extracted(model_dir: Path, tmp_path: Path) -> None:
+    """A repacked archive (training and deploy model) plus members the fix does not use."""
+    fix_model(model_dir, model_dir)  # adds deploy_model_algo_1-* beside the training model
+    members = [*tar_members(model_dir), ("notes/readme.txt", b"hi"), ("junk.bin", 20 << 20)]
+    archive = write_gzip_bomb(tmp_path / "model.tar.gz", members)
+    with file_size_limit(16 << 20), open_model_source(archive, FixOptions(), work_dir=tmp_path) as files:
+        extracted = sorted(p.name for p in files.directory.rglob("*"))
+        assert extracted == ["hyperparams.json", "model_algo_1-0000.params", "model_algo_1-symbol.json"]
+        assert files.symbol.read_bytes() == (model_dir / "model_algo_1-symbol.json").read_bytes()
+    with open_model_source(archive, FixOptions(prefix="deploy_model_algo_1"), work_dir=tmp_path) as files:
+        assert sorted(p.name for p in files.directory.iterdir()) == [
+            "deploy_model_algo_1-0000.params",
+            "deploy_model_algo_1-symbol.json",
+            "hyperparams.json",
+        ]
+    assert fix_model(archive, tmp_path / "out").num_classes == 1
+
+
+def test_the_issues_gzip_bomb_ends_in_a_clear_error_with_nothing_written(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """7.6 MB expanding to 7.8 GB in two unused members: the old code wrote them all to disk."""
+    members = [("junk1.bin", 3_900_000_000), ("junk2.bin", 3_900_000_000), *tar_members(model_dir)]
+    bomb = write_gzip_bomb(tmp_path / "bomb.tar.gz", members)
+    started = time.perf_counter()
+    with file_size_limit(64 << 20), pytest.raises(UnsafeArchiveError) as info:
+        fix_model(bomb, tmp_path / "out")
+    assert str(info.value) == (
+        f"{bomb}: member 'junk1.bin': 3900000000 bytes, over the 1073741824-byte limit (1 GiB) for one member"
+    )
+    assert time.perf_counter() - started < 2
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "message"),
+    [
+        (
+            "model_algo_1-symbol.json",
+            MAX_SYMBOL_BYTES + 1,
+            "4194305 bytes, more than the 4 MiB a symbol file may have",
+        ),
+        (
+            "hyperparams.json",
+            MAX_HYPERPARAMS_BYTES + 1,
+            "1048577 bytes, more than the 1 MiB a hyperparams.json",
+        ),
+        (
+            "model_algo_1-0000.params",
+            MAX_PARAMS_BYTES + 1,
+            r"1073741825 bytes, over the 1073741824-byte limit",
+        ),
+    ],
+)
+def test_a_used_member_over_its_limit_is_refused_before_anything_is_written(
+    model_dir: Path, tmp_path: Path, name: str, size: int, message: str
+) -> None:
+    members = [(n, size if n == name else data) for n, data in tar_members(model_dir)]
+    archive = write_gzip_bomb(tmp_path / "model.tar.gz", members)
+    with (
+        file_size_limit(1 << 20),
+        pytest.raises(UnsafeArchiveError, match=rf"model.tar.gz: member '{name}': {message}"),
+        open_model_source(archive, FixOptions(), work_dir=tmp_path),
+    ):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "model.tar.gz"]  # no work folder left
+
+
+def test_params_claiming_25_million_arrays_fail_at_once(model_dir: Path, tmp_path: Path) -> None:
+    """The issue's params file (2.9 GB of memory and minutes before): refused from its header."""
+    params = model_dir / "model_algo_1-0000.params"
+    with params.open("wb") as stream:
+        stream.write(struct.pack("<QQQ", 0x112, 0, 25_000_000))
+        stream.truncate(24 + 100_000_000 + 8)  # sparse zeros: 25 million empty arrays, no keys
+    started = time.perf_counter()
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptParamsError, match="claims 25000000 arrays; at most 16384 are accepted"):
+            fix_model(model_dir, tmp_path / "out")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 2
+    assert peak < 16 << 20
+
+
+@pytest.mark.parametrize("name", ["../model_algo_1", "sub/model_algo_1"])
+def test_a_model_name_with_a_path_never_matches_a_file(model_dir: Path, name: str) -> None:
+    with pytest.raises(InputNotFoundError, match="not found"):
+        choose_model_files(model_dir, {p.name for p in model_dir.iterdir()}, name)
+
+
+@pytest.mark.parametrize("name", ["name\n", "name\r\n", "name\nx", "\nname"])
+def test_check_name_refuses_line_breaks_naming_the_parameter_and_the_rule(name: str) -> None:
+    with pytest.raises(OptionError) as info:
+        check_name(name, "--rename")
+    assert str(info.value) == (
+        f"--rename {name!r}: must start with a letter or digit and use only letters, digits, "
+        "'.', '_' and '-' (no path, no '..', no line break, not ending in '.')"
+    )

@@ -8,6 +8,7 @@ import pytest
 
 from model_fix.errors import HyperparamsError
 from model_fix.hyperparams import hyperparam_float, hyperparam_int, load_hyperparams
+from model_fix.limits import MAX_HYPERPARAMS_BYTES, MAX_JSON_DEPTH
 
 from .conftest import EXAMPLE_HYPERPARAMS
 
@@ -56,3 +57,29 @@ def test_bad_numbers_name_the_key() -> None:
     with pytest.raises(HyperparamsError, match=r"image_shape='512\.5' is not a whole number"):
         hyperparam_int({"image_shape": "512.5"}, "image_shape")
     assert hyperparam_int({"image_shape": "512.0"}, "image_shape") == 512
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "hyperparams.json"
+    with path.open("wb") as stream:
+        stream.truncate(MAX_HYPERPARAMS_BYTES + 1)
+    with pytest.raises(
+        HyperparamsError,
+        match=r"hyperparams.json: 1048577 bytes, more than the 1 MiB a hyperparams.json may have",
+    ):
+        load_hyperparams(path)
+    assert EXAMPLE_HYPERPARAMS.stat().st_size * 1000 < MAX_HYPERPARAMS_BYTES
+
+
+@pytest.mark.parametrize(
+    ("depth", "message"),
+    [(100_000, "nested too deep to parse"), (MAX_JSON_DEPTH, "nested more than 64 levels")],
+)
+def test_deeply_nested_values_are_refused(tmp_path: Path, depth: int, message: str) -> None:
+    """100,000 levels raised an uncaught RecursionError; the object itself is the first level."""
+    path = tmp_path / "hyperparams.json"
+    path.write_text('{"a": ' + "[" * depth + "]" * depth + "}")
+    with pytest.raises(HyperparamsError, match=f"hyperparams.json: JSON {message}"):
+        load_hyperparams(path)
+    path.write_text('{"a": ' + "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1) + "}")
+    assert load_hyperparams(path)["a"].startswith("[[")

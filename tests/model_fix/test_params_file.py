@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import struct
+import time
 import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from model_fix.errors import CorruptParamsError
+from model_fix.limits import MAX_PARAMS_ARRAYS, MAX_PARAMS_KEY_BYTES
 from model_fix.params_file import V1_MAGIC, read_params_index, read_params_keys
 
 # Written by mxnet 1.9.1's nd.save (see the module docstring of conftest.py):
@@ -159,3 +161,65 @@ def test_memory_stays_flat_for_large_tensors(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert entries[0].nbytes == 1 << 30
     assert peak < 1 << 20
+
+
+def _claiming(path: Path, count: int, data_bytes: int) -> Path:
+    """A params file whose header claims ``count`` arrays, followed by ``data_bytes`` of zeros (a hole).
+
+    Zeros read as empty legacy arrays, 4 bytes each: the old reader parsed them all (25 million:
+    2.9 GB of memory and minutes) before finding there are no keys.
+    """
+    with path.open("wb") as stream:
+        stream.write(struct.pack("<QQQ", 0x112, 0, count))
+        stream.truncate(24 + data_bytes + 8)  # sparse: nothing of that size is written
+    return path
+
+
+def test_a_declared_array_count_over_the_limit_is_refused_before_reading(tmp_path: Path) -> None:
+    path = _claiming(tmp_path / "m-0000.params", 25_000_000, 100_000_000)
+    started = time.perf_counter()
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            CorruptParamsError,
+            match=r"m-0000.params: not a valid MXNet .params file: claims 25000000 arrays; "
+            r"at most 16384 are accepted",
+        ):
+            read_params_index(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 2
+    assert peak < 1 << 20
+
+
+def test_a_declared_array_count_must_fit_the_bytes_left(tmp_path: Path) -> None:
+    """Each array takes at least 12 bytes (a record and its key's length), before any is parsed."""
+    path = _claiming(tmp_path / "m-0000.params", MAX_PARAMS_ARRAYS, 12 * MAX_PARAMS_ARRAYS - 1)
+    with pytest.raises(
+        CorruptParamsError,
+        match=rf"claims {MAX_PARAMS_ARRAYS} arrays, but its {12 * MAX_PARAMS_ARRAYS - 1} remaining bytes "
+        rf"hold at most {MAX_PARAMS_ARRAYS - 1} \(each takes at least 12 bytes",
+    ):
+        read_params_index(path)
+    # At the limit, with the bytes to back it, the file is parsed (and fails later, on its keys).
+    path = _claiming(tmp_path / "n-0000.params", MAX_PARAMS_ARRAYS, 12 * MAX_PARAMS_ARRAYS)
+    with pytest.raises(CorruptParamsError, match="have no names"):
+        read_params_index(path)
+
+
+def test_a_key_longer_than_the_limit_is_refused(tmp_path: Path) -> None:
+    key = "arg:" + "w" * (MAX_PARAMS_KEY_BYTES - 3)
+    array = struct.pack("<Iiiq", 0xF993FAC9, 0, 1, 2) + struct.pack("<iii", 1, 0, 0) + bytes(8)
+    with pytest.raises(
+        CorruptParamsError, match=f"key 0 claims {len(key)} bytes; a key may have at most 1024"
+    ):
+        read_params_index(_write(tmp_path, _legacy_file(array, key)))
+    assert read_params_keys(_write(tmp_path, _legacy_file(array, key[:-1]), "ok.params")) == [key[:-1]]
+
+
+def test_data_larger_than_the_bytes_left_is_refused_before_skipping(tmp_path: Path) -> None:
+    """A shape whose size times the item size is over what the file holds (here 2**60 float64s)."""
+    huge = struct.pack("<Iiiqq", 0xF993FAC9, 0, 2, 1 << 30, 1 << 30) + struct.pack("<iii", 1, 0, 1)
+    with pytest.raises(CorruptParamsError, match=r"array 0 data needs 9223372036854775808 bytes at byte \d+"):
+        read_params_index(_write(tmp_path, _legacy_file(huge)))

@@ -116,7 +116,7 @@ def test_refuses_to_replace_its_source(model_dir: Path, tmp_path: Path) -> None:
     assert source.read_bytes() == original
 
 
-@pytest.mark.parametrize("prefix", ["../choc", "a/b", "", ".hidden", "deploy model"])
+@pytest.mark.parametrize("prefix", ["../choc", "a/b", "", ".hidden", "deploy model", "choc\n", "choc\r\n"])
 def test_refuses_unsafe_prefixes(model_dir: Path, tmp_path: Path, prefix: str) -> None:
     source = _sagemaker_tar(model_dir, tmp_path / "model.tar.gz")
     with pytest.raises(OptionError, match="prefix"):

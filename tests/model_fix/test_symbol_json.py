@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import copy
 import json
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from model_fix.errors import CorruptSymbolError
-from model_fix.symbol_json import dumps_symbol, load_symbol, node_attrs, output_counts, parse_symbol
+from model_fix.limits import MAX_JSON_DEPTH, MAX_SYMBOL_BYTES, check_json_depth
+from model_fix.symbol_json import (
+    dumps_symbol,
+    load_symbol,
+    node_attrs,
+    output_counts,
+    parse_symbol,
+    read_symbol_text,
+)
 
 from .conftest import TRAINING_SYMBOL
 
@@ -118,3 +127,60 @@ def test_output_counts_follow_node_row_ptr() -> None:
     legacy = copy.deepcopy(graph)
     del legacy["node_row_ptr"]
     assert output_counts(legacy) == [1] * len(graph["nodes"])
+
+
+def _nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_a_symbol_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """The issue's 92 MB symbol file (a hole here): refused by its size, in bounded memory."""
+    path = tmp_path / "m-symbol.json"
+    with path.open("wb") as stream:
+        stream.truncate(92_000_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            CorruptSymbolError,
+            match=r"m-symbol.json: 92000000 bytes, more than the 4 MiB a symbol file may have",
+        ):
+            load_symbol(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    with path.open("wb") as stream:
+        stream.truncate(MAX_SYMBOL_BYTES + 1)
+    with pytest.raises(CorruptSymbolError, match=f"{MAX_SYMBOL_BYTES + 1} bytes, more than the 4 MiB"):
+        read_symbol_text(path)
+    with pytest.raises(CorruptSymbolError, match=f"x-symbol.json: {MAX_SYMBOL_BYTES + 1} characters"):
+        parse_symbol(" " * (MAX_SYMBOL_BYTES + 1), source="x-symbol.json")
+
+
+def test_the_real_symbol_files_are_far_under_the_limits() -> None:
+    assert TRAINING_SYMBOL.stat().st_size * 30 < MAX_SYMBOL_BYTES
+    check_json_depth(_fixture(), "fixture", CorruptSymbolError)
+
+
+@pytest.mark.parametrize("depth", [100_000, 1_000])
+def test_json_nested_too_deep_to_parse_is_a_corrupt_symbol(tmp_path: Path, depth: int) -> None:
+    """json.loads' RecursionError (uncaught before) becomes a CorruptSymbolError naming the file."""
+    path = tmp_path / "m-symbol.json"
+    path.write_text("[" * depth + "]" * depth)
+    with pytest.raises(CorruptSymbolError, match=r"m-symbol.json: JSON nested too deep to parse; at most 64"):
+        load_symbol(path)
+
+
+def test_nesting_over_the_limit_is_refused_even_where_json_can_parse_it() -> None:
+    """900 levels parse, but the writer (and deepcopy) recurse: anything over 64 levels is refused."""
+    deepest = _fixture()
+    deepest["attrs"]["extra"] = _nested(MAX_JSON_DEPTH - 2)  # under the graph and its attrs: 64 in all
+    assert json.loads(dumps_symbol(parse_symbol(json.dumps(deepest)))) == deepest
+    for depth in (MAX_JSON_DEPTH - 1, 900):
+        graph = _fixture()
+        graph["attrs"]["extra"] = _nested(depth)
+        with pytest.raises(CorruptSymbolError, match="x-symbol.json: JSON nested more than 64 levels deep"):
+            parse_symbol(json.dumps(graph), source="x-symbol.json")

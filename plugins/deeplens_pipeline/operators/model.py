@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowFailException
 
 from deeplens_pipeline.layout import split_s3_uri
 from deeplens_pipeline.operators.base import PipelineOperator, run_config
@@ -60,7 +60,8 @@ class RepackModelOperator(PipelineOperator):
             try:
                 result = repack_model_archive(original, repacked, config["model_prefix"], options)
             except ModelFixError as err:
-                raise AirflowException(f"{source_uri}: {err}") from None
+                # A model that breaks a rule stays broken: fail at once, never retried.
+                raise AirflowFailException(f"{source_uri}: {err}") from None
             digest = _sha256(repacked)
             target_uri = f"s3://{bucket}/{target_key}"
             existing = s3.head_object(target_key, bucket) if s3.check_for_key(target_key, bucket) else None
