@@ -227,6 +227,8 @@ def server_env(
 ) -> dict[str, str]:
     """The server's environment: ``base`` (default: this process's) with Label Studio's settings."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in _DROPPED_ENV}
+    if not env.get("CI", "x").strip():
+        env.pop("CI")  # Label Studio reads CI as a boolean: an empty value stops it at start-up
     home = data_dir.parent
     env.update(
         {

@@ -60,8 +60,8 @@ class LabelingBackend:
         """Give the images' bucket the CORS rule labellers' browsers need (the bucket's rules kept).
 
         Ground Truth's worker UI and Label Studio's both load the images cross-origin (Label Studio's
-        through a redirect to a presigned URL, after which the browser sends ``Origin: null``), so
-        the rule is AWS's documented one for Ground Truth: GET from any origin.
+        through a redirect to a presigned URL, fetched with its own origin or, after a cross-origin
+        redirect, ``null``), so the rule is AWS's documented one for Ground Truth: GET from any origin.
         """
         client = self.op.s3(self.config).get_conn()
         try:
