@@ -14,6 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
+from moto.moto_server import werkzeug_app
 from moto.server import ThreadedMotoServer
 
 from emulator import extension
@@ -32,6 +33,9 @@ class EmulatorServer:
 
     def start(self) -> str:
         """Start serving; return the endpoint URL."""
+        # moto's server answers every origin by default (flask-cors over the whole app); S3 answers
+        # a browser only as the bucket's CORS rules allow (moto implements those rules): keep that.
+        werkzeug_app.DISABLE_GLOBAL_CORS = True
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server.start()
