@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, Param, TriggerRule, task
+from airflow.sdk import DAG, Param, TriggerRule
 
 from deeplens_pipeline.operators.base import DEFAULT_CONN_ID
 from deeplens_pipeline.operators.config import CheckParamsOperator
@@ -25,6 +25,7 @@ from deeplens_pipeline.operators.model import RepackModelOperator
 from deeplens_pipeline.operators.split import SplitManifestOperator
 from deeplens_pipeline.operators.summary import RunSummaryOperator
 from deeplens_pipeline.operators.training import (
+    ChooseTrainingOperator,
     DeepLensTrainingOperator,
     DeepLensTuningOperator,
     PickModelOperator,
@@ -44,10 +45,8 @@ with DAG(
     max_active_runs=1,
     render_template_as_native_obj=True,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "aws_conn_id": CONN_ID},
-    params={
-        name: Param(spec.default, description=spec.description, section=spec.section, **spec.schema)
-        for name, spec in PARAM_SPECS.items()
-    },
+    # Typed, titled and sectioned for the trigger form; optional ones nullable; rules in words.
+    params={name: Param(spec.default, **spec.param_arguments()) for name, spec in PARAM_SPECS.items()},
     tags=["deeplens", "sagemaker", "object-detection"],
 ) as dag:
     # A bad value fails at once (AirflowFailException, never retried); other errors retry like any task.
@@ -74,12 +73,9 @@ with DAG(
     )
     split = SplitManifestOperator(task_id="split_manifest")
 
-    @task.branch(task_id="choose_training")
-    def choose_training(params: dict | None = None) -> str:
-        """One training job, or a tuning job, as params.training_mode says."""
-        return "tune_model" if params["training_mode"] == "tune" else "train_model"
-
-    branch = choose_training()
+    branch = ChooseTrainingOperator(
+        task_id="choose_training", doc_md="One training job, or a tuning job, as params.training_mode says."
+    )
     train = DeepLensTrainingOperator(
         task_id="train_model", split=split.output, region_name="{{ params.region }}"
     )
@@ -110,9 +106,8 @@ with DAG(
         method="{{ params.deploy_method }}",
         model_s3_uri=repack.output["deploy_model_uri"],
         lambda_version_arn=publish.output["version_arn"],
-        ssh_host="{{ params.ssh_host }}",
-        ssh_user="{{ params.ssh_user }}",
-        ssh_key_file="{{ params.ssh_key_file }}",
+        # ssh_host, ssh_user, ssh_key_file: read from the checked run config, as text ("10.0" stays
+        # a host name; a template would render it as a number).
         poll_interval="{{ params.poll_seconds }}",
         **inference,
     )

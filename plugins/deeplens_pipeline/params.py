@@ -63,9 +63,8 @@ LABELING_BACKENDS = ("label-studio", "ground-truth", "none")
 BUCKET_PREFIX = "deeplens-"
 S3_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 S3_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
-_SUFFIXES = "|".join(
-    suffix.replace(".", r"\.") for suffix in S3_RESERVED_SUFFIXES
-)  # not re.escape: "\-" is no ECMA
+# Escaped by hand: re.escape writes "\-", which ECMA-262 refuses outside a class (the "u" flag).
+_SUFFIXES = "|".join(suffix.replace(".", r"\.") for suffix in S3_RESERVED_SUFFIXES)
 # "deeplens-" rules out S3's reserved prefixes and the IP-address form; 9 + 1..54 = 10..63 characters.
 BUCKET_PATTERN = rf"^deeplens-(?![\s\S]*\.\.)(?![\s\S]*(?:{_SUFFIXES}){END})[a-z0-9.-]{{0,53}}[a-z0-9]{END}"
 BUCKET_RULE = (
@@ -78,21 +77,21 @@ BUCKET_RULE = (
 def bucket_name_problem(name: str) -> str | None:
     """The first of S3's general purpose bucket naming rules that ``name`` breaks, in words; else None."""
     if not 3 <= len(name) <= 63:
-        return f"S3 bucket names are 3 to 63 characters long, this one has {len(name)}"
+        return f"must be 3 to 63 characters long, not {len(name)}"
     if not re.fullmatch(r"[a-z0-9.-]+", name):
-        return "S3 bucket names hold only lower-case letters, digits, '.' and '-'"
+        return "may hold only lower-case letters, digits, '.' and '-'"
     if not (re.fullmatch(r"[a-z0-9]", name[0]) and re.fullmatch(r"[a-z0-9]", name[-1])):
-        return "S3 bucket names begin and end with a letter or a digit"
+        return "must begin and end with a letter or a digit"
     if ".." in name:
-        return "S3 bucket names must not contain two adjacent periods ('..')"
+        return "must not contain two adjacent periods ('..')"
     if re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,3}){3}", name):
-        return "S3 bucket names must not be formatted as an IP address"
+        return "must not be formatted as an IP address"
     for prefix in S3_RESERVED_PREFIXES:
         if name.startswith(prefix):
-            return f"S3 reserves bucket names beginning with {prefix!r}"
+            return f"must not begin with {prefix!r}, which S3 reserves"
     for suffix in S3_RESERVED_SUFFIXES:
         if name.endswith(suffix):
-            return f"S3 reserves bucket names ending with {suffix!r}"
+            return f"must not end with {suffix!r}, which S3 reserves"
     return None
 
 
@@ -100,7 +99,7 @@ def _bucket_problem(name: str) -> str | None:
     if not name.startswith(BUCKET_PREFIX):
         return f"must begin with {BUCKET_PREFIX!r} (DeepLens can only read such buckets)"
     problem = bucket_name_problem(name)
-    return f"must be a valid S3 bucket name: {problem}" if problem else None
+    return f"{problem} (S3's bucket naming rules)" if problem else None
 
 
 # --- the input prefix -------------------------------------------------------------------------
@@ -205,7 +204,8 @@ class ParamSpec:
 
         An optional Param's type admits null (the 3.3.1 form requires every Param whose type does
         not, and sends a cleared field as null), and each pattern sits under ``if`` with the rule in
-        words as the ``else`` branch's ``const``, so Airflow's answer to a bad value is the rule.
+        words as the ``else`` branch's ``const``, so Airflow's answer to a bad value is the rule:
+        ``Invalid input for param bucket: "a bucket name that begins with 'deeplens-' ..." was expected``.
         """
         schema = _worded(self.schema, self.rule)
         if self.optional:
@@ -220,9 +220,10 @@ def _worded(schema: dict[str, Any], rule: str | None) -> dict[str, Any]:
     pattern = schema.pop("pattern", None)
     if pattern is None:
         return schema
-    # The value must match; when it does not, the else branch fails with jsonschema's
-    # "<const> was expected" (the "not" keeps the rule's own text from passing).
-    return {"if": {"pattern": pattern}, "else": {"const": rule, "not": {"const": rule}}, **schema}
+    # The value must match; when it does not, the else branch fails with jsonschema's message
+    # "<const> was expected", and Airflow's answer shows the else branch, not the regex. (The rule's
+    # own text would pass here; validate_params, in the run's first task, still refuses it.)
+    return {"if": {"pattern": pattern}, "else": {"const": rule}, **schema}
 
 
 def _spec(
@@ -718,6 +719,10 @@ _VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
 }
 
 
+# One validator per Param, made once (jsonschema.validate would check the schema at every call).
+_VALIDATORS = {name: jsonschema.Draft202012Validator(spec.schema) for name, spec in PARAM_SPECS.items()}
+
+
 class ParamError(ValueError):
     """A parameter value is invalid; the message names the parameter and the rule."""
 
@@ -772,11 +777,10 @@ def _check_one(name: str, value: Any) -> Any:
     problem = check(value) if check is not None and isinstance(value, str) else None
     if problem:
         raise _fail(name, problem, value)
-    try:
-        jsonschema.validate(value, spec.schema)
-    except jsonschema.ValidationError as err:
+    err = jsonschema.exceptions.best_match(_VALIDATORS[name].iter_errors(value))
+    if err is not None:
         where = "".join(f"item {p + 1} " for p in err.path)
-        raise _fail(name, where + _in_words(err, spec), value) from None
+        raise _fail(name, where + _in_words(err, spec), value)
     if name == "classes":
         problem = _classes_problem(value)
         if problem:
