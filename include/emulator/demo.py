@@ -139,6 +139,24 @@ def start_labelling(
     return {}
 
 
+def task_state(task_id: str, run_id: str, map_index: int) -> str:
+    """A task instance's state in the demo's Airflow database."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        state = session.scalar(
+            select(TaskInstance.state).where(
+                TaskInstance.dag_id == DAG_ID,
+                TaskInstance.task_id == task_id,
+                TaskInstance.run_id == run_id,
+                TaskInstance.map_index == map_index,
+            )
+        )
+    return str(getattr(state, "value", state))
+
+
 def run_dag(conf: dict[str, Any]) -> dict[str, Any]:
     """Run the DAG once in this process with ``dag.test``; return task states and the summary."""
     from airflow.dag_processing.dagbag import DagBag
@@ -187,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from deeplens_pipeline.summary import format_summary
     from emulator.aws_calls import record_calls
+    from emulator.demo_output import TaskProgress, output_to_file
     from emulator.sample_dataset import generate_sample_dataset
     from emulator.seed import seed_demo_account
 
@@ -228,8 +247,16 @@ def main(argv: list[str] | None = None) -> int:
             stdout=subprocess.DEVNULL,
             env=os.environ,
         )
-        with record_calls() as recorder:  # what the DAG itself asks of AWS (the IAM policies' proof)
-            result = run_dag(conf)
+        log_path = work / "airflow-run.log"
+        print(f"Running {DAG_ID}; Airflow's full log: {log_path}")
+        # record_calls: what the DAG itself asks of AWS (the IAM policies' proof).
+        with record_calls() as recorder, output_to_file(log_path) as terminal:
+            progress = TaskProgress(log_path, terminal, task_state)
+            progress.start()
+            try:
+                result = run_dag(conf)
+            finally:
+                progress.stop()
         result["aws_calls"] = sorted(recorder.calls)
     finally:
         labelling.close()
@@ -238,8 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     result["wall_seconds"] = round(time.monotonic() - started, 1)
     print()
     print(f"DAG run {result['run_id']}: {result['state']}")
-    for task_id, state in sorted(result["tasks"].items()):
-        print(f"  {task_id:<40} {state}")
+    failed = {t: s for t, s in result["tasks"].items() if s not in ("success", "skipped")}
+    for task_id, state in sorted(failed.items()):
+        print(f"  {task_id:<40} {state}  (see {work / 'airflow-run.log'})")
     if result["summary"]:
         print()
         print(format_summary(result["summary"]))
