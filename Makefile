@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.12.3
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)/include
 
-.PHONY: all env ml-env ls-env demo test lint format bench-images bench-upload bench-model bench-training mwaa-bundle clean
+.PHONY: all env ml-env ls-env demo test lint format bench-images bench-upload bench-model bench-training bench-parse mwaa-bundle clean
 
 all: test
 
@@ -71,6 +71,9 @@ bench-upload: env
 
 bench-model: ml-env
 	$(ML_VENV)/bin/python scripts/bench_model_fix.py $(BENCH_ARGS)
+
+bench-parse: env
+	$(VENV)/bin/python scripts/bench_parse.py
 
 bench-training: ml-env
 	$(ML_VENV)/bin/python -m ml_tools.bench_training --image-shape 300 --max-seconds 240

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import BaseOperator
 
 from deeplens_pipeline.layout import BucketLayout
 from deeplens_pipeline.naming import RunScope
 from deeplens_pipeline.params import validate_params
+
+if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 DEFAULT_CONN_ID = "aws_deeplens"
 ENVIRONMENT_ENV = "DEEPLENS_ENVIRONMENT"
@@ -59,7 +61,25 @@ def run_scope(context: Any, *, create_environment: bool = False) -> RunScope:
     return RunScope(environment_id(create=create_environment), dag_id, run_id)
 
 
-class PipelineOperator(BaseOperator):
+class ParamsSerializedOnce:
+    """Mixin for the DAG's operators: Airflow serialises the task's Params once, not three times.
+
+    Every task carries a copy of the DAG's Params, and the DAG processor serialises the DAG at
+    every parse. For each task, Airflow 3.3.1's serializer (``serialize_to_json``) first treats
+    ``params`` as one of the generic fields: it compares the task's ``ParamsDict`` with ``{}`` and
+    turns it into text, each of which validates every Param against its JSON schema (about a
+    millisecond a Param: some two seconds of CPU per parse for this DAG's tasks and Params); then
+    ``_serialize_node`` overwrites that field with the Params' own serialisation. Leaving ``params``
+    out of the generic fields (as sensors add fields of their own) skips the two discarded passes;
+    the serialized DAG is the same (tests/dags/test_parse_cost.py compares it with and without).
+    """
+
+    @classmethod
+    def get_serialized_fields(cls) -> frozenset[str]:
+        return super().get_serialized_fields() - {"params"}  # type: ignore[misc]
+
+
+class PipelineOperator(ParamsSerializedOnce, BaseOperator):
     """Base of the pipeline's operators: one AWS connection id, config from the run's Params."""
 
     def __init__(self, *, aws_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
@@ -68,6 +88,8 @@ class PipelineOperator(BaseOperator):
 
     def s3(self, config: dict[str, Any]) -> S3Hook:
         """An S3 hook on the pipeline's connection, in the configured region."""
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # boto3: when a task runs, not at parse
+
         return S3Hook(aws_conn_id=self.aws_conn_id, region_name=config["region"])
 
     @staticmethod

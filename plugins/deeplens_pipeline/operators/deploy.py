@@ -1,7 +1,9 @@
 """Stage 7: publish the inference function as a Lambda version, then deploy it with the model.
 
 Both operators reach AWS through the Amazon provider's hooks on one connection, so the
-connection's ``endpoint_url`` points them at the emulator or at AWS with no code change.
+connection's ``endpoint_url`` points them at the emulator or at AWS with no code change. The hooks
+and the deployment trigger (which import boto3) are imported when a task runs, not when the DAG
+file is parsed (see ``operators/aws.py``).
 """
 
 from __future__ import annotations
@@ -13,10 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from airflow.exceptions import AirflowException
-from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
-from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
-from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
 from deeplens_pipeline.deploy.base import (
     FAILURE,
@@ -44,8 +42,8 @@ from deeplens_pipeline.lambda_package import (
     publish_inference_function,
 )
 from deeplens_pipeline.naming import run_token as make_run_token
+from deeplens_pipeline.operators.aws import AwsOperator, aws_template_fields
 from deeplens_pipeline.operators.base import DEFAULT_CONN_ID, run_config, run_scope
-from deeplens_pipeline.triggers.greengrass import DeviceDeploymentTrigger, aws_client, greengrass_deployer
 
 
 def _inference_settings(
@@ -62,7 +60,7 @@ def _inference_settings(
     )
 
 
-class PublishInferenceLambdaOperator(AwsBaseOperator[LambdaHook]):
+class PublishInferenceLambdaOperator(AwsOperator):
     """Package ``include/lambda`` and publish it as a version of ``function_name`` (seed step 6).
 
     The function's environment carries the inference settings (model name, labels, image size,
@@ -87,7 +85,7 @@ class PublishInferenceLambdaOperator(AwsBaseOperator[LambdaHook]):
     :param lambda_source_dir: Override where the function's code is read from.
     """
 
-    aws_hook_class = LambdaHook
+    aws_hook_class = "airflow.providers.amazon.aws.hooks.lambda_function.LambdaHook"
     template_fields: Sequence[str] = aws_template_fields(
         "function_name",
         "role_arn",
@@ -159,7 +157,7 @@ class PublishInferenceLambdaOperator(AwsBaseOperator[LambdaHook]):
         return published.to_dict()
 
 
-class DeployToDeviceOperator(AwsBaseOperator[AwsBaseHook]):
+class DeployToDeviceOperator(AwsOperator):
     """Deploy the model and the published function to the DeepLens, then wait for the final status.
 
     ``method`` chooses how: ``greengrass-v1`` (the classic DeepLens path: new group version keeping
@@ -184,7 +182,7 @@ class DeployToDeviceOperator(AwsBaseOperator[AwsBaseHook]):
     :param run_token: Identifies the run for idempotency; defaults to one derived from the run id.
     """
 
-    aws_hook_class = AwsBaseHook
+    aws_hook_class = "airflow.providers.amazon.aws.hooks.base_aws.AwsBaseHook"
     template_fields: Sequence[str] = aws_template_fields(
         "method",
         "thing_name",
@@ -294,6 +292,8 @@ class DeployToDeviceOperator(AwsBaseOperator[AwsBaseHook]):
 
     def build_deployer(self) -> DeviceDeployer:
         """The deployer for ``method``, with clients from this operator's connection."""
+        from deeplens_pipeline.triggers.greengrass import aws_client, greengrass_deployer
+
         if self.method == "ssh":
             if not self.ssh_host:
                 raise AirflowException("method 'ssh' needs ssh_host (and usually ssh_key_file)")
@@ -337,6 +337,8 @@ class DeployToDeviceOperator(AwsBaseOperator[AwsBaseHook]):
 
     def _upload_function(self, request: DeploymentRequest) -> None:
         """greengrass-v2: put the function's zip where the component recipe points."""
+        from deeplens_pipeline.triggers.greengrass import aws_client
+
         bucket, key = split_s3_uri(request.function_s3_uri or "", "function_s3_uri")
         package = _package(self.lambda_source_dir)
         aws_client("s3", **self._connection()).put_object(Bucket=bucket, Key=key, Body=package)
@@ -363,6 +365,8 @@ class DeployToDeviceOperator(AwsBaseOperator[AwsBaseHook]):
         if status.is_final:
             return self._finish(handle, status)
         if self.deferrable:
+            from deeplens_pipeline.triggers.greengrass import DeviceDeploymentTrigger
+
             self.defer(
                 trigger=DeviceDeploymentTrigger(
                     handle=handle.to_dict(),

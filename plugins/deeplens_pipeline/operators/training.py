@@ -1,159 +1,101 @@
-"""Training, tuning and picking the model: the provider's SageMaker operators, made retry-safe.
+"""Training, tuning and picking the model: the DAG's tasks, cheap to declare.
 
-The provider's operators append a timestamp to a name that already exists, so a retried task
-would start (and pay for) a second job. These subclasses name jobs from the run id and, when the
-job exists, re-attach to it: wait for it if it runs, return it if it completed, fail with its
-reason if it failed. Waiting is deferred to the triggerer with a poll budget that covers the job's
-maximum runtime (the provider's default gives up after 60 polls).
+Training and tuning are the provider's SageMaker operators, made retry-safe
+(``TrainingJobOperator`` and ``TuningJobOperator`` in ``training_jobs.py``): a retried task
+re-attaches to the job its run started instead of paying for another. Those import the provider's
+SageMaker module, and with it boto3 (about a second of CPU), so the DAG declares the tasks below
+instead: the same arguments, template fields and hook, and, when the task runs (or resumes after
+waiting in the triggerer), the work done by the provider-based operator, built from this task's
+rendered arguments (see ``operators/aws.py``).
 """
 
 from __future__ import annotations
 
-import math
-from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
-from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
-from airflow.providers.amazon.aws.operators.sagemaker import (
-    SageMakerTrainingOperator,
-    SageMakerTuningOperator,
-)
-from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+from airflow.sdk import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowException
 
 from deeplens_pipeline import training
-from deeplens_pipeline.hooks.groundtruth import describe_or_none
 from deeplens_pipeline.naming import training_job_name, tuning_job_name
-from deeplens_pipeline.operators.base import DEFAULT_CONN_ID, PipelineOperator, run_config, run_scope
-from deeplens_pipeline.triggers.sagemaker import SageMakerJobTrigger
+from deeplens_pipeline.operators.aws import AwsOperator, aws_template_fields, import_class, run_operator
+from deeplens_pipeline.operators.base import (
+    DEFAULT_CONN_ID,
+    ParamsSerializedOnce,
+    PipelineOperator,
+    run_config,
+    run_scope,
+)
 
-RUNNING = ("InProgress", "Stopping")
-
-
-def _poll_budget(config: dict[str, Any], jobs: int = 1) -> tuple[int, int]:
-    """(seconds between polls, polls) covering ``jobs`` runs of the maximum runtime, plus an hour."""
-    poll = config["poll_seconds"]
-    seconds = jobs * config["max_runtime_hours"] * 3600 + 3600
-    return poll, max(1, math.ceil(seconds / poll))
-
-
-def _channels(split: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "train_uri": split["train_uri"],
-        "validation_uri": split["validation_uri"],
-        "num_training_samples": split["train_count"],
-    }
+SAGEMAKER_HOOK = "airflow.providers.amazon.aws.hooks.sagemaker.SageMakerHook"
 
 
-class _TriggersInTheRunsRegion:
-    """The provider's training operator defers on a trigger built without a region (so it would
-    poll in the connection's region while the job was created in ``params.region``) and that polls
-    at once: swap in ours, in the run's region and waiting one interval first."""
+class ChooseTrainingOperator(ParamsSerializedOnce, BaseBranchOperator):
+    """One training job, or a tuning job, as ``params.training_mode`` says: the other branch is skipped.
 
-    region_name: str | None
+    (A ``@task.branch`` function would do the same, but ``task`` imports the standard provider's
+    Python operators, and Airflow renders a decorated task's Params twice more at every parse.)
+    """
 
-    def defer(self, *, trigger: Any, **kwargs: Any) -> None:
-        if isinstance(trigger, SageMakerTrigger) and not isinstance(trigger, SageMakerJobTrigger):
-            trigger = SageMakerJobTrigger.from_provider(trigger, self.region_name)
-        super().defer(trigger=trigger, **kwargs)  # type: ignore[misc]
+    def choose_branch(self, context: Any) -> str:
+        return "tune_model" if context["params"]["training_mode"] == "tune" else "train_model"
 
 
-class DeepLensTrainingOperator(_TriggersInTheRunsRegion, SageMakerTrainingOperator):
+class _SageMakerJobTask(AwsOperator):
+    """A SageMaker job task: declared like the provider's operator, run by ``implementation``.
+
+    The class attributes below are the provider's ``SageMakerBaseOperator``'s, so the task looks
+    the same in the UI and the serialized DAG; a test checks them against the implementation.
+    """
+
+    implementation: ClassVar[str]
+    """The import path of the provider-based operator that does this task's work."""
+    aws_hook_class = SAGEMAKER_HOOK
+    template_fields = (*aws_template_fields("config"), "split")
+    template_ext = ()
+    template_fields_renderers: ClassVar[dict[str, str]] = {"config": "json"}
+    ui_color = "#ededed"
+
+    def __init__(self, *, split: Any, aws_conn_id: str | None = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(aws_conn_id=aws_conn_id, **kwargs)
+        self.split = split
+        self.config: dict[str, Any] = {}  # the job's configuration: built from the run's Params
+        self.deferrable = True
+        self.ran: Any = None  # the operator that last did this task's work (its lineage is the task's)
+
+    def implementation_operator(self) -> Any:
+        """The provider-based operator for this task, from its (rendered) arguments."""
+        return import_class(self.implementation)(
+            task_id=self.task_id,
+            split=self.split,
+            execution_timeout=self.execution_timeout,
+            **self.aws_connection,
+        )
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        self.ran = self.implementation_operator()
+        return run_operator(self.ran, "execute", context)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger: the provider's checks of the event, then the job's description."""
+        self.ran = self.implementation_operator()
+        return run_operator(self.ran, "execute_complete", context, event)
+
+
+class DeepLensTrainingOperator(_SageMakerJobTask):
     """Train the built-in object detector on this run's split; re-attach on retry."""
 
-    template_fields = (*SageMakerTrainingOperator.template_fields, "split")
+    implementation = "deeplens_pipeline.operators.training_jobs.TrainingJobOperator"
 
-    def __init__(self, *, split: Any, aws_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
-        super().__init__(
-            config={},
-            aws_conn_id=aws_conn_id,
-            deferrable=True,
-            check_if_job_exists=False,
-            print_log=False,
-            **kwargs,
-        )
-        self.split = split
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        config = run_config(context)
-        name = training_job_name(run_scope(context))
-        self.check_interval, self.max_attempts = _poll_budget(config)
-        existing = describe_or_none(self.hook.describe_training_job, name)
-        if existing is None:
-            self.config = training.training_job_config(
-                job_name=name,
-                params=config,
-                output_uri=f"s3://{config['bucket']}/output/",
-                **_channels(self.split),
-            )
-            self.log.info("Training job %s: %s", name, self.config["HyperParameters"])
-            return super().execute(context)
-        status = existing["TrainingJobStatus"]
-        self.log.info("Training job %s exists (%s): re-attaching, not starting another", name, status)
-        if status == "Completed":
-            return self.serialize_result(name)
-        if status not in RUNNING:
-            raise AirflowException(
-                f"Training job {name} is {status}: {existing.get('FailureReason', 'no reason given')}"
-            )
-        self.defer(
-            trigger=SageMakerJobTrigger(
-                job_name=name,
-                job_type="Training",
-                waiter_delay=self.check_interval,
-                waiter_max_attempts=self.max_attempts,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-            ),
-            method_name="execute_complete",
-        )
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The provider's lineage of the training job (its input channels and model artefact)."""
+        return self.ran.get_openlineage_facets_on_complete(task_instance)
 
 
-class DeepLensTuningOperator(SageMakerTuningOperator):
+class DeepLensTuningOperator(_SageMakerJobTask):
     """Tune learning rate and optimizer for validation:mAP; re-attach on retry."""
 
-    template_fields = (*SageMakerTuningOperator.template_fields, "split")
-
-    def __init__(self, *, split: Any, aws_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
-        super().__init__(config={}, aws_conn_id=aws_conn_id, deferrable=True, **kwargs)
-        self.split = split
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        config = run_config(context)
-        name = tuning_job_name(run_scope(context))
-        poll, attempts = _poll_budget(config, jobs=config["tuning_max_jobs"])
-        existing = describe_or_none(self.hook.describe_tuning_job, name)
-        if existing is None:
-            self.config = training.tuning_job_config(
-                job_name=name,
-                params=config,
-                output_uri=f"s3://{config['bucket']}/output/",
-                **_channels(self.split),
-            )
-            self.preprocess_config()
-            self.log.info("Creating tuning job %s (%d training jobs)", name, config["tuning_max_jobs"])
-            self.hook.create_tuning_job(self.config, wait_for_completion=False)
-        else:
-            status = existing["HyperParameterTuningJobStatus"]
-            self.log.info("Tuning job %s exists (%s): re-attaching, not starting another", name, status)
-            if status == "Completed":
-                return {"Tuning": existing}
-            if status not in RUNNING:
-                raise AirflowException(
-                    f"Tuning job {name} is {status}: {existing.get('FailureReason', 'no reason given')}"
-                )
-        self.defer(
-            trigger=SageMakerJobTrigger(
-                job_name=name,
-                job_type="tuning",
-                waiter_delay=poll,
-                waiter_max_attempts=attempts,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=poll * attempts),
-        )
+    implementation = "deeplens_pipeline.operators.training_jobs.TuningJobOperator"
 
 
 class PickModelOperator(PipelineOperator):
@@ -164,6 +106,8 @@ class PickModelOperator(PipelineOperator):
     """
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+
         config = run_config(context)
         hook = SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=config["region"])
         tuning_name = None

@@ -10,6 +10,7 @@ from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from deeplens_pipeline.naming import RunScope, training_job_name, tuning_job_name
 from deeplens_pipeline.operators.base import run_scope
 from deeplens_pipeline.operators.training import (
+    ChooseTrainingOperator,
     DeepLensTrainingOperator,
     DeepLensTuningOperator,
     PickModelOperator,
@@ -193,10 +194,17 @@ def test_the_trigger_polls_in_the_runs_region_not_the_connections():
     """The provider builds its SageMaker trigger without a region: ours passes params.region on."""
     from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 
-    op = DeepLensTrainingOperator(task_id="t", split={}, region_name="eu-west-1")
+    op = DeepLensTrainingOperator(task_id="t", split={}, region_name="eu-west-1").implementation_operator()
     trigger = SageMakerTrigger(job_name="j", job_type="Training", aws_conn_id="aws_deeplens")
     assert trigger.region_name is None  # what the provider's training operator builds
     with pytest.raises(TaskDeferred) as deferred:
         op.defer(trigger=trigger, method_name="execute_complete")
     assert deferred.value.trigger.region_name == "eu-west-1"
     assert deferred.value.trigger.serialize()[1]["region_name"] == "eu-west-1"
+
+
+@pytest.mark.parametrize(("mode", "branch"), [("train", "train_model"), ("tune", "tune_model")])
+def test_choose_training_follows_the_training_mode(mode, branch):
+    """The branch task: the other branch is skipped (BaseBranchOperator), as params.training_mode says."""
+    chooser = ChooseTrainingOperator(task_id="choose_training")
+    assert chooser.choose_branch({"params": {"training_mode": mode}}) == branch

@@ -1,0 +1,159 @@
+"""The training and tuning tasks' work: the provider's SageMaker operators, made retry-safe.
+
+The provider's operators append a timestamp to a name that already exists, so a retried task
+would start (and pay for) a second job. These subclasses name jobs from the run id and, when the
+job exists, re-attach to it: wait for it if it runs, return it if it completed, fail with its
+reason if it failed. Waiting is deferred to the triggerer with a poll budget that covers the job's
+maximum runtime (the provider's default gives up after 60 polls).
+
+The DAG's tasks, ``DeepLensTrainingOperator`` and ``DeepLensTuningOperator`` (``training.py``), run
+these when they run: this module imports the provider's SageMaker operators, and with them boto3,
+which parsing the DAG file must not (see ``operators/aws.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.amazon.aws.operators.sagemaker import (
+    SageMakerTrainingOperator,
+    SageMakerTuningOperator,
+)
+from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+from airflow.sdk.exceptions import AirflowException
+
+from deeplens_pipeline import training
+from deeplens_pipeline.hooks.groundtruth import describe_or_none
+from deeplens_pipeline.naming import training_job_name, tuning_job_name
+from deeplens_pipeline.operators.base import DEFAULT_CONN_ID, run_config, run_scope
+from deeplens_pipeline.triggers.sagemaker import SageMakerJobTrigger
+
+RUNNING = ("InProgress", "Stopping")
+
+
+def _poll_budget(config: dict[str, Any], jobs: int = 1) -> tuple[int, int]:
+    """(seconds between polls, polls) covering ``jobs`` runs of the maximum runtime, plus an hour."""
+    poll = config["poll_seconds"]
+    seconds = jobs * config["max_runtime_hours"] * 3600 + 3600
+    return poll, max(1, math.ceil(seconds / poll))
+
+
+def _channels(split: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "train_uri": split["train_uri"],
+        "validation_uri": split["validation_uri"],
+        "num_training_samples": split["train_count"],
+    }
+
+
+class _TriggersInTheRunsRegion:
+    """The provider's training operator defers on a trigger built without a region (so it would
+    poll in the connection's region while the job was created in ``params.region``) and that polls
+    at once: swap in ours, in the run's region and waiting one interval first."""
+
+    region_name: str | None
+
+    def defer(self, *, trigger: Any, **kwargs: Any) -> None:
+        if isinstance(trigger, SageMakerTrigger) and not isinstance(trigger, SageMakerJobTrigger):
+            trigger = SageMakerJobTrigger.from_provider(trigger, self.region_name)
+        super().defer(trigger=trigger, **kwargs)  # type: ignore[misc]
+
+
+class TrainingJobOperator(_TriggersInTheRunsRegion, SageMakerTrainingOperator):
+    """Train the built-in object detector on this run's split; re-attach on retry."""
+
+    template_fields = (*SageMakerTrainingOperator.template_fields, "split")
+
+    def __init__(self, *, split: Any, aws_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(
+            config={},
+            aws_conn_id=aws_conn_id,
+            deferrable=True,
+            check_if_job_exists=False,
+            print_log=False,
+            **kwargs,
+        )
+        self.split = split
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        config = run_config(context)
+        name = training_job_name(run_scope(context))
+        self.check_interval, self.max_attempts = _poll_budget(config)
+        existing = describe_or_none(self.hook.describe_training_job, name)
+        if existing is None:
+            self.config = training.training_job_config(
+                job_name=name,
+                params=config,
+                output_uri=f"s3://{config['bucket']}/output/",
+                **_channels(self.split),
+            )
+            self.log.info("Training job %s: %s", name, self.config["HyperParameters"])
+            return super().execute(context)
+        status = existing["TrainingJobStatus"]
+        self.log.info("Training job %s exists (%s): re-attaching, not starting another", name, status)
+        if status == "Completed":
+            return self.serialize_result(name)
+        if status not in RUNNING:
+            raise AirflowException(
+                f"Training job {name} is {status}: {existing.get('FailureReason', 'no reason given')}"
+            )
+        self.defer(
+            trigger=SageMakerJobTrigger(
+                job_name=name,
+                job_type="Training",
+                waiter_delay=self.check_interval,
+                waiter_max_attempts=self.max_attempts,
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+            ),
+            method_name="execute_complete",
+        )
+
+
+class TuningJobOperator(SageMakerTuningOperator):
+    """Tune learning rate and optimizer for validation:mAP; re-attach on retry."""
+
+    template_fields = (*SageMakerTuningOperator.template_fields, "split")
+
+    def __init__(self, *, split: Any, aws_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(config={}, aws_conn_id=aws_conn_id, deferrable=True, **kwargs)
+        self.split = split
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        config = run_config(context)
+        name = tuning_job_name(run_scope(context))
+        poll, attempts = _poll_budget(config, jobs=config["tuning_max_jobs"])
+        existing = describe_or_none(self.hook.describe_tuning_job, name)
+        if existing is None:
+            self.config = training.tuning_job_config(
+                job_name=name,
+                params=config,
+                output_uri=f"s3://{config['bucket']}/output/",
+                **_channels(self.split),
+            )
+            self.preprocess_config()
+            self.log.info("Creating tuning job %s (%d training jobs)", name, config["tuning_max_jobs"])
+            self.hook.create_tuning_job(self.config, wait_for_completion=False)
+        else:
+            status = existing["HyperParameterTuningJobStatus"]
+            self.log.info("Tuning job %s exists (%s): re-attaching, not starting another", name, status)
+            if status == "Completed":
+                return {"Tuning": existing}
+            if status not in RUNNING:
+                raise AirflowException(
+                    f"Tuning job {name} is {status}: {existing.get('FailureReason', 'no reason given')}"
+                )
+        self.defer(
+            trigger=SageMakerJobTrigger(
+                job_name=name,
+                job_type="tuning",
+                waiter_delay=poll,
+                waiter_max_attempts=attempts,
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=poll * attempts),
+        )
