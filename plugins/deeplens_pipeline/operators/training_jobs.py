@@ -22,7 +22,7 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerTuningOperator,
 )
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from deeplens_pipeline import training
 from deeplens_pipeline.hooks.groundtruth import describe_or_none
@@ -48,6 +48,49 @@ def _channels(split: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def failure_reasons(hook: Any, kind: str, name: str) -> tuple[str, str]:
+    """(status, reasons) of a training or tuning job; a tuning job's reasons include those of its
+    failed training jobs (at most five, each described: ListTrainingJobs carries no reason)."""
+    if kind == "training":
+        job = hook.describe_training_job(name)
+        return job["TrainingJobStatus"], job.get("FailureReason") or "no reason given"
+    job = hook.describe_tuning_job(name)
+    reasons = [job.get("FailureReason") or ""]
+    failed = hook.conn.list_training_jobs(NameContains=name, StatusEquals="Failed", MaxResults=5)
+    for summary in failed.get("TrainingJobSummaries", []):
+        child = hook.describe_training_job(summary["TrainingJobName"])
+        reasons.append(f"{summary['TrainingJobName']}: {child.get('FailureReason') or 'no reason given'}")
+    return job["HyperParameterTuningJobStatus"], "; ".join(r for r in reasons if r) or "no reason given"
+
+
+class _FailsOnceWithTheReason:
+    """A job that ended Failed or Stopped fails the task at once with AWS's FailureReason (a tuning
+    job's: its failed training jobs' too), in the first attempt's log and never retried: its name
+    is spent, and a retry could only find it failed again. Other errors (a trigger that gave up on
+    a job still running) retry like any task, and the retry re-attaches."""
+
+    kind: str
+    hook: Any
+
+    def job_name(self, context: Any) -> str:
+        raise NotImplementedError
+
+    def terminal(self, name: str, status: str, reasons: str) -> AirflowFailException:
+        return AirflowFailException(
+            f"{self.kind.capitalize()} job {name} is {status}: {reasons}. "
+            "Its name cannot be used again: trigger a new DAG run after fixing the cause."
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        if event is not None and event.get("status") != "success":
+            name = self.job_name(context)
+            status, reasons = failure_reasons(self.hook, self.kind, name)
+            if status not in RUNNING:
+                raise self.terminal(name, status, reasons)
+            raise AirflowException(f"{self.kind.capitalize()} job {name} is still {status}: {event}")
+        return super().execute_complete(context, event)  # type: ignore[misc]
+
+
 class _TriggersInTheRunsRegion:
     """The provider's training operator defers on a trigger built without a region (so it would
     poll in the connection's region while the job was created in ``params.region``) and that polls
@@ -61,8 +104,13 @@ class _TriggersInTheRunsRegion:
         super().defer(trigger=trigger, **kwargs)  # type: ignore[misc]
 
 
-class TrainingJobOperator(_TriggersInTheRunsRegion, SageMakerTrainingOperator):
+class TrainingJobOperator(_FailsOnceWithTheReason, _TriggersInTheRunsRegion, SageMakerTrainingOperator):
     """Train the built-in object detector on this run's split; re-attach on retry."""
+
+    kind = "training"
+
+    def job_name(self, context: Any) -> str:
+        return training_job_name(run_scope(context))
 
     template_fields = (*SageMakerTrainingOperator.template_fields, "split")
 
@@ -96,9 +144,7 @@ class TrainingJobOperator(_TriggersInTheRunsRegion, SageMakerTrainingOperator):
         if status == "Completed":
             return self.serialize_result(name)
         if status not in RUNNING:
-            raise AirflowException(
-                f"Training job {name} is {status}: {existing.get('FailureReason', 'no reason given')}"
-            )
+            raise self.terminal(name, *failure_reasons(self.hook, self.kind, name))
         self.defer(
             trigger=SageMakerJobTrigger(
                 job_name=name,
@@ -112,8 +158,13 @@ class TrainingJobOperator(_TriggersInTheRunsRegion, SageMakerTrainingOperator):
         )
 
 
-class TuningJobOperator(SageMakerTuningOperator):
+class TuningJobOperator(_FailsOnceWithTheReason, SageMakerTuningOperator):
     """Tune learning rate and optimizer for validation:mAP; re-attach on retry."""
+
+    kind = "tuning"
+
+    def job_name(self, context: Any) -> str:
+        return tuning_job_name(run_scope(context))
 
     template_fields = (*SageMakerTuningOperator.template_fields, "split")
 
@@ -142,9 +193,7 @@ class TuningJobOperator(SageMakerTuningOperator):
             if status == "Completed":
                 return {"Tuning": existing}
             if status not in RUNNING:
-                raise AirflowException(
-                    f"Tuning job {name} is {status}: {existing.get('FailureReason', 'no reason given')}"
-                )
+                raise self.terminal(name, *failure_reasons(self.hook, self.kind, name))
         self.defer(
             trigger=SageMakerJobTrigger(
                 job_name=name,

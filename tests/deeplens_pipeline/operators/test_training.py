@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
-from airflow.sdk.exceptions import AirflowException, TaskDeferred
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
 from deeplens_pipeline.naming import RunScope, training_job_name, tuning_job_name
 from deeplens_pipeline.operators.base import run_scope
@@ -130,7 +130,11 @@ def test_failed_job_is_reported_not_restarted(split, aws_conn):
         )
     )
     _wait(lambda: sm.describe_training_job(TrainingJobName=name), "TrainingJobStatus")
-    with pytest.raises(AirflowException, match=r"is Failed: .*gone.manifest"):
+    # The first attempt, resumed from the trigger's error event, fails at once with AWS's reason,
+    # and never retries (AirflowFailException): the job's name is spent.
+    with pytest.raises(AirflowFailException, match=r"is Failed: .*gone.manifest.*new DAG run"):
+        op.execute_complete(ctx, {"status": "error", "message": "Training job failed"})
+    with pytest.raises(AirflowFailException, match=r"is Failed: .*gone.manifest"):
         op.execute(ctx)
     assert len(sm.list_training_jobs(NameContains=name)["TrainingJobSummaries"]) == 1
 
@@ -208,3 +212,33 @@ def test_choose_training_follows_the_training_mode(mode, branch):
     """The branch task: the other branch is skipped (BaseBranchOperator), as params.training_mode says."""
     chooser = ChooseTrainingOperator(task_id="choose_training")
     assert chooser.choose_branch({"params": {"training_mode": mode}}) == branch
+
+
+def test_a_failed_tuning_job_gives_its_failed_training_jobs_reasons(split, aws_conn):
+    from deeplens_pipeline.operators.training_jobs import failure_reasons
+    from deeplens_pipeline.params import validate_params
+    from deeplens_pipeline.training import tuning_job_config
+
+    ctx = _context(split, "manual__2026-11-24T07:45:00+00:00")
+    name = tuning_job_name(run_scope(ctx))
+    op = DeepLensTuningOperator(task_id="tune_model", split=split, region_name="us-east-1")
+    sm = boto3.client("sagemaker", endpoint_url=op.hook.conn.meta.endpoint_url, region_name="us-east-1")
+    sm.create_hyper_parameter_tuning_job(
+        **tuning_job_config(
+            job_name=name,
+            params=validate_params(ctx["params"]),
+            train_uri=split["train_uri"],
+            validation_uri=f"s3://{BUCKET}/m/gone.manifest",
+            output_uri=f"s3://{BUCKET}/output/",
+            num_training_samples=3,
+        )
+    )
+    job = _wait(
+        lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+        "HyperParameterTuningJobStatus",
+    )
+    assert job["HyperParameterTuningJobStatus"] == "Failed"
+    status, reasons = failure_reasons(op.implementation_operator().hook, "tuning", name)
+    assert status == "Failed" and f"{name}-" in reasons and "gone.manifest" in reasons
+    with pytest.raises(AirflowFailException, match=r"Tuning job .* is Failed: .*gone.manifest"):
+        op.execute_complete(ctx, {"status": "error"})
