@@ -56,8 +56,8 @@ def failure_reasons(hook: Any, kind: str, name: str) -> tuple[str, str]:
         return job["TrainingJobStatus"], job.get("FailureReason") or "no reason given"
     job = hook.describe_tuning_job(name)
     reasons = [job.get("FailureReason") or ""]
-    failed = hook.conn.list_training_jobs(NameContains=name, StatusEquals="Failed", MaxResults=5)
-    for summary in failed.get("TrainingJobSummaries", []):
+    failed = hook.conn.list_training_jobs(NameContains=name, StatusEquals="Failed")
+    for summary in failed.get("TrainingJobSummaries", [])[:5]:
         child = hook.describe_training_job(summary["TrainingJobName"])
         reasons.append(f"{summary['TrainingJobName']}: {child.get('FailureReason') or 'no reason given'}")
     return job["HyperParameterTuningJobStatus"], "; ".join(r for r in reasons if r) or "no reason given"
