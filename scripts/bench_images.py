@@ -1,7 +1,7 @@
-"""Benchmark: preprocessing speed and fidelity against the plain Pillow pipeline.
+"""Benchmark: preprocessing speed and fidelity against the plain Pillow pipeline; the cost of reruns.
 
-Generates camera-like 4032x3024 JPEGs (smooth scenes with objects, sensor noise, EXIF orientation
-1/6/3/8 and camera make/model) and prints images per second for
+Section ``speed``: generates camera-like 4032x3024 JPEGs (smooth scenes with objects, sensor noise,
+EXIF orientation 1/6/3/8 and camera make/model) and prints images per second for
 
   (a) the plain Pillow pipeline: open, exif_transpose, convert, letterbox at full size,
       resize LANCZOS to the output size, save;
@@ -11,22 +11,34 @@ Generates camera-like 4032x3024 JPEGs (smooth scenes with objects, sensor noise,
 with the ratios b/a and c/b, and the PSNR of (b)'s output against (a)'s. Goal: b/a >= 4 at
 PSNR >= 40 dB.
 
+Section ``rerun``: starts a moto server, puts ``--photos`` small JPEGs (default 10,000) under an S3
+source prefix and runs the whole stage three times as ``python -m deeplens_pipeline.images`` does
+(plan, every shard, collect): the first run, a rerun with nothing new, and a rerun after 1 % of the
+photos changed; prints each run's wall time and S3 requests, and the reruns' share of the first
+run's time. Goal: the no-change rerun under 10 % of the first run.
+
     PYTHONPATH=plugins .venv/bin/python scripts/bench_images.py [--count 200] [--size 512]
+    PYTHONPATH=plugins .venv/bin/python scripts/bench_images.py --sections rerun [--photos 10000]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
 import os
 import random
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps
 
@@ -161,16 +173,8 @@ def timed(label: str, count: int, run) -> float:
     return rate
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=200, help="photos to generate (default 200)")
-    parser.add_argument("--size", type=int, default=512, help="output side (default 512)")
-    parser.add_argument("--quality", type=int, default=90)
-    parser.add_argument("--processes", type=int, default=None, help="(c)'s processes (default: all cores)")
-    parser.add_argument("--workdir", type=Path, default=None, help="where to write (default: a temp folder)")
-    parser.add_argument("--keep", action="store_true", help="keep the generated files")
-    args = parser.parse_args(argv)
-
+def speed_section(args: argparse.Namespace) -> int:
+    """(a), (b), (c) on generated camera-like photos."""
     work = Path(tempfile.mkdtemp(prefix="bench-images-", dir=args.workdir))
     try:
         src = work / "src"
@@ -232,12 +236,187 @@ def main(argv: list[str] | None = None) -> int:
         )
         ok = b / a >= 4 and min(values) >= 40
         print("goal b/a >= 4 at PSNR >= 40 dB:", "met" if ok else "NOT met")
-        return 0
+        return 0 if ok else 1
     finally:
         if args.keep:
             print("files kept in", work)
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- reruns on S3 (the moto server)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_moto(port: int) -> subprocess.Popen:
+    """A moto server on 127.0.0.1:port, in its own process (as the tests' emulator runs it)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("the moto server did not start")
+
+
+def small_photo(i: int, variant: int = 0) -> Image.Image:
+    """A distinct small 160x120 photo (~3 KB as a JPEG): gradient, a coloured box and its number."""
+    im = Image.linear_gradient("L").resize((160, 120)).convert("RGB")
+    draw = ImageDraw.Draw(im)
+    draw.rectangle(
+        (10 + i % 90, 20, 60 + i % 90, 80), fill=((i * 7) % 256, (i * 13 + variant * 90) % 256, 90)
+    )
+    draw.text((8, 96), f"{i:05d}/{variant}", fill=(255, 255, 255))
+    return im
+
+
+def put_photos(client: Any, bucket: str, prefix: str, numbers: list[int], variant: int, work: Path) -> None:
+    """Write the photos ``numbers`` (in ``variant``) under ``s3://bucket/prefix``."""
+    from deeplens_pipeline.images.store import Upload, upload_files
+
+    folder = work / f"v{variant}"
+    folder.mkdir(parents=True, exist_ok=True)
+    uploads = []
+    for i in numbers:
+        path = folder / f"IMG_{i:05d}.jpg"
+        small_photo(i, variant).save(path, quality=90)
+        uploads.append(Upload(path=path, key=f"{prefix}IMG_{i:05d}.jpg"))
+    report = upload_files(client, bucket, uploads, max_concurrency=16)
+    if report.failed:
+        raise SystemExit(f"could not put the photos: {next(iter(report.failed.values()))}")
+
+
+def stage_run(label: str, argv: list[str], first: float | None = None) -> tuple[float, dict[str, Any]]:
+    """One run of the stage through the command line's code; prints time, S3 requests and counts."""
+    import json
+
+    from deeplens_pipeline.images import __main__ as cli
+
+    requests: Counter[str] = Counter()
+    make_client = cli.s3_client
+
+    def counted_client(*a: Any, **k: Any) -> Any:
+        client = make_client(*a, **k)
+        client.meta.events.register("before-call.s3.*", lambda model, **_: requests.update([model.name]))
+        return client
+
+    cli.s3_client = counted_client
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            start = time.perf_counter()
+            status = cli.main([*argv, "--json", "--no-progress"])
+            elapsed = time.perf_counter() - start
+    finally:
+        cli.s3_client = make_client
+    if status != 0:
+        raise SystemExit(f"{label}: the stage failed (exit status {status})")
+    summary = json.loads(out.getvalue())
+    share = f"  = {elapsed / first:6.1%} of the first run" if first else ""
+    top = ", ".join(f"{n} {op}" for op, n in requests.most_common(4))
+    print(
+        f"{label:<34} {elapsed:7.1f} s{share}   processed {summary['processed']}, unchanged "
+        f"{summary['unchanged']}, uploaded {summary['uploaded']}; "
+        f"{sum(requests.values())} S3 requests ({top})",
+        flush=True,
+    )
+    return elapsed, summary
+
+
+def rerun_section(args: argparse.Namespace) -> int:
+    """First run, no-change rerun and 1 %-changed rerun of ``--photos`` photos from an S3 prefix."""
+    import logging
+
+    import boto3
+    from botocore.config import Config
+
+    logging.basicConfig(level=logging.WARNING)  # the stage's INFO lines would drown the figures
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(name, "bench")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    port = free_port()
+    server = start_moto(port)
+    url = f"http://127.0.0.1:{port}"
+    work = Path(tempfile.mkdtemp(prefix="bench-rerun-", dir=args.workdir))
+    try:
+        client = boto3.client("s3", endpoint_url=url, config=Config(max_pool_connections=20))
+        client.create_bucket(Bucket="camera-roll")
+        client.create_bucket(Bucket="deeplens-bench")
+        n = args.photos
+        t0 = time.perf_counter()
+        put_photos(client, "camera-roll", "photos/", list(range(n)), 0, work)
+        print(
+            f"{n} small JPEGs (160x120) put under s3://camera-roll/photos/ "
+            f"in {time.perf_counter() - t0:.0f} s"
+        )
+        argv = [
+            "s3://camera-roll/photos/",
+            "--bucket",
+            "deeplens-bench",
+            "--endpoint-url",
+            url,
+            "--size",
+            str(args.size),
+            "--shard-size",
+            str(args.shard_size),
+            *(["--processes", str(args.processes)] if args.processes else []),
+        ]
+        first, _ = stage_run("first run", argv)
+        same, summary = stage_run("rerun, nothing new", argv, first)
+        assert summary["processed"] == 0 and summary["uploaded"] == 0, summary
+        changed = list(range(0, n, 100))  # 1 %
+        put_photos(client, "camera-roll", "photos/", changed, 1, work)
+        one, summary = stage_run(f"rerun, {len(changed)} photos (1 %) changed", argv, first)
+        assert summary["processed"] == len(changed) and summary["uploaded"] == len(changed), summary
+        ok = same / first < 0.10
+        print(
+            f"no-change rerun / first = {same / first:.1%}   1 %-changed rerun / first = {one / first:.1%}   "
+            f"goal: no-change rerun < 10 % of the first run: {'met' if ok else 'NOT met'}"
+        )
+        return 0 if ok else 1
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sections", default="speed,rerun", help="comma-separated: speed, rerun (default both)"
+    )
+    parser.add_argument("--count", type=int, default=200, help="speed: photos to generate (default 200)")
+    parser.add_argument("--photos", type=int, default=10_000, help="rerun: photos in S3 (default 10,000)")
+    parser.add_argument("--shard-size", type=int, default=256, help="rerun: photos per shard (default 256)")
+    parser.add_argument("--size", type=int, default=512, help="output side (default 512)")
+    parser.add_argument("--quality", type=int, default=90)
+    parser.add_argument("--processes", type=int, default=None, help="(c)'s processes (default: all cores)")
+    parser.add_argument("--workdir", type=Path, default=None, help="where to write (default: a temp folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    args = parser.parse_args(argv)
+    sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+    unknown = sections - {"speed", "rerun"}
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    status = 0
+    if "speed" in sections:
+        status |= speed_section(args)
+    if "rerun" in sections:
+        print()
+        status |= rerun_section(args)
+    return status
 
 
 if __name__ == "__main__":

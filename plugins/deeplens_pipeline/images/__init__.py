@@ -1,7 +1,11 @@
 """Images stage (seed steps 1-2): camera photos -> square RGB JPEGs in ``s3://<bucket>/<input_prefix>``.
 
-Pipeline per file: validate (zero bytes, not an image, truncated, decompression bomb over a pixel
-limit, absurd dimensions, unsupported mode -> a ``(file, reason)`` reject), decode (JPEGs in Pillow's
+Listing: files without an image extension (README, LICENSE) are ignored, not rejected; a symbolic
+link that leads out of the source folder is refused (``outside-source``) and never read.
+
+Pipeline per file: validate (zero bytes, not an image, truncated, decompression bomb: more memory
+to decode than ``decode_memory_mb``, reckoned from the header by format, mode and draft scale;
+absurd dimensions, unsupported mode -> a ``(file, reason)`` reject), decode (JPEGs in Pillow's
 draft mode at the smallest DCT scale that still covers the output, then one LANCZOS resample),
 apply the EXIF orientation, convert to sRGB/RGB (alpha flattened onto the pad colour, 16-bit scaled,
 embedded ICC profiles converted), make square (letterbox by default, pad colour a parameter; or
@@ -26,8 +30,9 @@ Output objects
 ``deeplens-sha256``
     SHA-256 (hex) of the source file's bytes.
 ``deeplens-params``
-    16 hex digits fingerprinting the options (size, square mode, pad colour, quality, limits,
-    pipeline version); an output is current when its sha256 and params both match.
+    16 hex digits fingerprinting the options that shape the pixels (size, square mode, pad colour,
+    quality, pipeline version; not the decode limits); an output is current when its sha256 and
+    params both match.
 ``deeplens-pixels``
     SHA-256 of the decoded, oriented pixels: identical photos are processed and uploaded once.
 ``deeplens-source-etag``
@@ -37,8 +42,11 @@ Other objects the stage writes
 ------------------------------
 ``s3://<bucket>/reports/<run>/rejects.csv`` (``file,reason``, when something was rejected),
 ``s3://<bucket>/manifests/prelabelled.manifest`` (Ground Truth augmented manifest of the images that
-came with boxes) and ``s3://<bucket>/state/images-ledger.json`` (see :mod:`.ledger`): with it a rerun
-over unchanged photos costs one GET and one listing per shard, decodes nothing and uploads nothing.
+came with boxes), ``s3://<bucket>/state/images-ledger.json`` (see :mod:`.ledger`) and, during a run,
+``s3://<bucket>/state/plans/<run>/shard-NNNNN.json`` (each shard's photo list, deleted by collect).
+The plan step lists the source and the output prefix and reads the ledger once per run and hands
+each shard its own photos with what S3 holds for them: a rerun over unchanged photos costs two
+listings and a few GETs whatever the number of shards, decodes nothing and uploads nothing.
 
 Modules: :mod:`.geometry` (orientation and square transforms), :mod:`.rejects`, :mod:`.decode`,
 :mod:`.square`, :mod:`.preprocess` (one file), :mod:`.boxes` (Ground Truth / Pascal VOC boxes),

@@ -22,10 +22,10 @@ from deeplens_pipeline.images.boxes import match_manifest, parse_manifest
 from deeplens_pipeline.images.collect import ImagesUnusable, finish, rejects_csv, worst_rejects
 from deeplens_pipeline.images.ledger import DEFAULT_LEDGER_KEY
 from deeplens_pipeline.images.naming import output_names
-from deeplens_pipeline.images.plan import plan_shards
+from deeplens_pipeline.images.plan import plan_shards, survey
 from deeplens_pipeline.images.preprocess import PreprocessOptions
 from deeplens_pipeline.images.progress import ProgressCallback, ProgressLog
-from deeplens_pipeline.images.rejects import DecodeLimits
+from deeplens_pipeline.images.rejects import DEFAULT_DECODE_MEMORY_MB, DecodeLimits
 from deeplens_pipeline.images.shard import ShardFailed, ShardSettings, preprocess_many, run_shard
 from deeplens_pipeline.images.sources import list_source, parse_source, read_text
 
@@ -56,7 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--pad-colour", "--pad-color", default="#000000", help="letterbox colour (default #000000)"
     )
     p.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
-    p.add_argument("--max-pixels", type=int, default=DecodeLimits.max_pixels, help="decompression-bomb limit")
+    p.add_argument(
+        "--decode-memory-mb",
+        type=int,
+        default=DEFAULT_DECODE_MEMORY_MB,
+        help=f"memory one photo may take to decode, in MiB (default {DEFAULT_DECODE_MEMORY_MB}); "
+        "a photo that would need more is rejected as a decompression bomb",
+    )
     p.add_argument("--manifest", help="Ground Truth manifest with existing boxes (path or s3 URI)")
     p.add_argument(
         "--manifest-label-attribute", default=None, help="boxes attribute in --manifest (default: found)"
@@ -145,15 +151,22 @@ def run_to_s3(
             read_text(args.manifest, client), args.manifest, args.manifest_label_attribute
         )
         labels = match_manifest(entries, [i.source for i in listing.items])
+    known = survey(client, args.bucket, args.input_prefix, DEFAULT_LEDGER_KEY)  # once for every shard
     specs = plan_shards(
-        root, listing, input_prefix=args.input_prefix, shard_size=args.shard_size, labels=labels
+        root,
+        listing,
+        input_prefix=args.input_prefix,
+        shard_size=args.shard_size,
+        labels=labels,
+        known=known,
     )
     log.info(
-        "%s: %d photo(s) in %d shard(s), %d other file(s) ignored",
+        "%s: %d photo(s) in %d shard(s), %d other file(s) ignored%s",
         root.uri,
         len(listing.items),
         len(specs),
         len(listing.ignored),
+        f" (e.g. {', '.join(listing.ignored[:5])})" if listing.ignored else "",
     )
     settings = ShardSettings(
         options=options,
@@ -161,10 +174,13 @@ def run_to_s3(
         upload_concurrency=args.concurrency,
         ledger_key=DEFAULT_LEDGER_KEY,
     )
-    results = [
-        run_shard(spec, bucket=args.bucket, client=client, settings=settings, progress=progress)
-        for spec in specs
-    ]
+    results = []
+    for spec in specs:
+        if len(specs) > 1:
+            log.info("shard %d/%d: %d photo(s)", spec["index"] + 1, len(specs), len(spec["items"]))
+        results.append(
+            run_shard(spec, bucket=args.bucket, client=client, settings=settings, progress=progress)
+        )
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     return finish(
         results,
@@ -187,15 +203,20 @@ def run_to_folder(
     if root.is_s3:
         raise ValueError("--out-dir works on a local source folder only")
     listing = list_source(root)
-    names = output_names(i.source for i in listing.items)
+    readable = [i for i in listing.items if not i.refused]
+    names = output_names(i.source for i in readable)
     out: Path = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(i.source, str(root.local_path(i.source)), str(out / names[i.source])) for i in listing.items]
+    jobs = [(i.source, str(root.local_path(i.source)), str(out / names[i.source])) for i in readable]
     outcomes = preprocess_many(jobs, options, args.processes, progress)
     rejected = [
         {"file": source, "kind": o["kind"], "reason": o["reason"]}
         for source, o in outcomes.items()
         if o["status"] != "ok"
+    ] + [
+        {"file": i.source, "kind": i.refused.split(":", 1)[0], "reason": i.refused}
+        for i in listing.items
+        if i.refused
     ]
     with (out / "transforms.jsonl").open("w") as fh:
         for source in sorted(outcomes):
@@ -207,7 +228,7 @@ def run_to_folder(
     (out / "rejects.csv").write_text(rejects_csv(worst_rejects(rejected, limit=len(rejected))))
     return {
         "out_dir": str(out),
-        "images": len(outcomes) - len(rejected),
+        "images": sum(1 for o in outcomes.values() if o["status"] == "ok"),
         "rejected": len(rejected),
         "rejects_report": str(out / "rejects.csv"),
     }
@@ -224,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             mode=args.mode,
             pad_colour=args.pad_colour,
             quality=args.quality,
-            limits=DecodeLimits(max_pixels=args.max_pixels),
+            limits=DecodeLimits(memory_mb=args.decode_memory_mb),
         )
         with ExitStack() as stack:
             progress = progress_callback(stack, args.no_progress)

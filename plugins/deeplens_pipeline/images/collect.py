@@ -12,6 +12,7 @@ from typing import Any
 from deeplens_pipeline.images import ledger as ledger_mod
 from deeplens_pipeline.images.boxes import Box, class_ids, manifest_line
 from deeplens_pipeline.images.naming import normalise_prefix
+from deeplens_pipeline.images.plan import delete_plans
 from deeplens_pipeline.images.rejects import REJECT_KINDS
 from deeplens_pipeline.images.store import list_objects, put_text_if_changed
 from deeplens_pipeline.layout import BucketLayout, run_segment
@@ -40,6 +41,8 @@ class Merged:
     uploaded: int = 0
     uploaded_bytes: int = 0
     params: str = ""
+    reject_params: str = ""
+    plan_keys: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -64,6 +67,9 @@ def merge_shard_results(results: Iterable[dict[str, Any]]) -> Merged:
         merged.uploaded += int(result.get("uploaded", 0))
         merged.uploaded_bytes += int(result.get("uploaded_bytes", 0))
         merged.params = merged.params or str(result.get("params", ""))
+        merged.reject_params = merged.reject_params or str(result.get("reject_params", ""))
+        if result.get("plan_key"):
+            merged.plan_keys.append(str(result["plan_key"]))
     survivors: dict[str, dict[str, Any]] = {}
     kept = []
     for image in sorted(merged.images, key=lambda i: (i.get("status") != "unchanged", i["source"])):
@@ -202,7 +208,8 @@ def finish(
     Removes cross-shard duplicates' objects, checks every image key against a listing of
     ``input_prefix``, writes the rejects report (``s3://bucket/<reports_prefix><run>/rejects.csv``,
     only when something was rejected), the pre-labelled manifest and the ledger (each only when its
-    content changed), then raises :class:`ImagesUnusable` when the verdict says so.
+    content changed), deletes the shards' photo lists the plan step wrote, then raises
+    :class:`ImagesUnusable` when the verdict says so.
     """
     prefix = normalise_prefix(input_prefix)
     merged = merge_shard_results(results)
@@ -239,7 +246,7 @@ def finish(
                 d["duplicate_of"],
             )
         live = [d for d in merged.duplicates if d["duplicate_of"] in kept]
-        entries = ledger_mod.entries_from(merged.rejected, live, merged.params)
+        entries = ledger_mod.entries_from(merged.rejected, live, merged.params, merged.reject_params or None)
         entries.update(ledger_mod.uploaded_entries(merged.images, {k: v.etag for k, v in present.items()}))
         ledger_mod.save(client, bucket, ledger_key, entries)
 
@@ -283,6 +290,8 @@ def finish(
         f"; rejects report {report_uri}" if report_uri else "",
         f"; pre-labelled manifest {manifest_uri}" if manifest_uri else "",
     )
+    if merged.plan_keys:  # the shards' photo lists, written by the plan step: done with them
+        delete_plans(client, bucket, merged.plan_keys)
     for r in worst_rejects(merged.rejected):
         log.warning("rejected %s: %s", r["file"], r["reason"])
     for d in merged.duplicates[:WORST_SHOWN]:

@@ -1,4 +1,4 @@
-"""The ledger: what earlier runs learnt about every source, so a rerun costs two requests.
+"""The ledger: what earlier runs learnt about every source, so a rerun decodes and uploads nothing.
 
 One JSON object, written only by the collect step, keyed by source path, each entry holding the
 source's SHA-256 (and S3 ETag) and the options fingerprint:
@@ -8,7 +8,12 @@ source's SHA-256 (and S3 ETag) and the options fingerprint:
   reads the object's own metadata (every output JPEG carries its checksum), so the ledger is a
   cache, never the truth.
 * ``rejected`` and ``duplicate``: sources that left no object, so a rerun neither decodes them
-  again nor reports them as new work.
+  again nor reports them as new work. A reject is remembered under the options *and* the decode
+  limits that refused it (``PreprocessOptions.rejects_fingerprint``): raise a limit and the files it
+  refused are tried again, while every image already made stays as it is.
+
+The plan step reads the ledger once per run (with one listing of the output prefix) and hands each
+shard the entries of its own photos (:func:`deeplens_pipeline.images.plan.plan_shards`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from deeplens_pipeline.images.store import put_text_if_changed, read_object
+from deeplens_pipeline.images.store import (
+    META_ETAG,
+    META_PARAMS,
+    META_PIXELS,
+    META_SHA256,
+    META_TRANSFORM,
+    put_text_if_changed,
+    read_object,
+)
 
 DEFAULT_LEDGER_KEY = "state/images-ledger.json"
 VERSION = 1
@@ -37,20 +50,50 @@ def load(client: Any, bucket: str, key: str) -> dict[str, dict[str, Any]]:
     return entries if isinstance(entries, dict) else {}
 
 
-def entries_from(
-    rejected: list[dict[str, Any]], duplicates: list[dict[str, Any]], fingerprint: str
-) -> dict[str, dict[str, Any]]:
-    """Ledger entries for a run's rejects and duplicates (those whose checksum is known)."""
+def known_output(entry: dict[str, Any] | None, key: str, listed_etag: str) -> dict[str, str] | None:
+    """The output metadata a ledger entry vouches for: only when it recorded ``key`` as uploaded
+    with the ETag a listing shows now (else None: the object itself must be asked)."""
+    if (
+        not entry
+        or entry.get("status") != "uploaded"
+        or entry.get("key") != key
+        or entry.get("output_etag") != listed_etag
+    ):
+        return None
+    meta = {
+        META_SHA256: entry["sha256"],
+        META_PARAMS: entry["params"],
+        META_TRANSFORM: entry["transform"],
+        META_PIXELS: entry.get("pixels", ""),
+    }
+    if entry.get("etag"):
+        meta[META_ETAG] = entry["etag"]
+    return meta
 
-    def entry(record: dict[str, Any], status: str, *fields: str) -> dict[str, Any]:
+
+def entries_from(
+    rejected: list[dict[str, Any]],
+    duplicates: list[dict[str, Any]],
+    fingerprint: str,
+    rejects_fingerprint: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Ledger entries for a run's rejects and duplicates (those whose checksum is known); rejects
+    are recorded under ``rejects_fingerprint`` (options and decode limits) when given."""
+
+    def entry(record: dict[str, Any], status: str, params: str, *fields: str) -> dict[str, Any]:
         return {"status": status, **{f: record[f] for f in fields}} | {
             "sha256": record["sha256"],
             "etag": record.get("etag"),
-            "params": fingerprint,
+            "params": params,
         }
 
-    entries = {r["file"]: entry(r, "rejected", "kind", "reason") for r in rejected if r.get("sha256")}
-    entries |= {d["source"]: entry(d, "duplicate", "duplicate_of") for d in duplicates if d.get("sha256")}
+    refused_under = rejects_fingerprint or fingerprint
+    entries = {
+        r["file"]: entry(r, "rejected", refused_under, "kind", "reason") for r in rejected if r.get("sha256")
+    }
+    entries |= {
+        d["source"]: entry(d, "duplicate", fingerprint, "duplicate_of") for d in duplicates if d.get("sha256")
+    }
     return entries
 
 

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from deeplens_pipeline.images.decode import DecodeLimits, ImageRejected, decode_image
 from deeplens_pipeline.images.geometry import SQUARE_MODES, SquareMode
 from deeplens_pipeline.images.square import parse_colour, square_image
@@ -44,11 +46,18 @@ class PreprocessOptions:
         object.__setattr__(self, "pad_colour", parse_colour(self.pad_colour))
 
     def fingerprint(self) -> str:
-        """16 hex digits naming these options and the pipeline version (stored with every output)."""
+        """16 hex digits naming what shapes the output pixels: these options and the pipeline version
+        (stored with every output). The decode limits are not part of it: they decide only which
+        files are refused, so changing them redoes no image (see :meth:`rejects_fingerprint`)."""
         data = asdict(self)
+        del data["limits"]
         data["version"] = PIPELINE_VERSION
-        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return _digest(data)
+
+    def rejects_fingerprint(self) -> str:
+        """:meth:`fingerprint` and the decode limits: the ledger remembers a reject under it, so a
+        file refused under one limit is tried again when the limit changes."""
+        return _digest({"params": self.fingerprint(), "limits": asdict(self.limits)})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (for shard specs and worker processes)."""
@@ -60,6 +69,22 @@ class PreprocessOptions:
         data = dict(data)
         limits = data.pop("limits", None) or {}
         return cls(limits=DecodeLimits(**limits), **data)
+
+
+def _digest(data: dict[str, Any]) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def pixels_sha256(image: Image.Image, reduction: float) -> str:
+    """SHA-256 of the decoded, oriented pixels (with their size and decode scale), read in bands of
+    rows so no second copy of a big image is made (the digest equals that of ``tobytes()``)."""
+    digest = hashlib.sha256(f"{image.size}:{reduction}:".encode())
+    width, height = image.size
+    rows = max(1, (4 << 20) // max(1, width * len(image.getbands())))
+    for top in range(0, height, rows):
+        digest.update(image.crop((0, top, width, min(height, top + rows))).tobytes())
+    return digest.hexdigest()
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -94,9 +119,7 @@ def preprocess_file(
             background=options.pad_colour,
             limits=options.limits,
         )
-        pixels = hashlib.sha256(
-            f"{decoded.image.size}:{decoded.reduction}:".encode() + decoded.image.tobytes()
-        ).hexdigest()
+        pixels = pixels_sha256(decoded.image, decoded.reduction)
         square, transform = square_image(decoded, options.size, options.mode, options.pad_colour)
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         square.save(output, "JPEG", quality=int(options.quality))

@@ -13,8 +13,10 @@ ProgressCallback = Callable[[str, int, int], None]
 class ProgressLog:
     """A :data:`ProgressCallback` that logs ``stage: done/total (pct) rate/s, eta`` every ``interval`` s.
 
-    Call it with ``done=0`` when a stage starts (the rate is measured from then); the start and the
-    last item of a stage are always logged.
+    Call it with ``done=0`` when a stage starts: the rate, the eta and ``done in`` are measured from
+    then, so one instance serves one shard after another (the command line runs every shard with
+    the same callback). A count that goes back, or a new total, starts the stage again too. The
+    start and the last item of a stage are always logged.
     """
 
     def __init__(
@@ -28,10 +30,16 @@ class ProgressLog:
         self.clock = clock
         self._started: dict[str, float] = {}
         self._last: dict[str, float] = {}
+        self._seen: dict[str, tuple[int, int]] = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         now = self.clock()
-        start = self._started.setdefault(stage, now)
+        before = self._seen.get(stage)
+        if stage not in self._started or done == 0 or (before and (done < before[0] or total != before[1])):
+            self._started[stage] = now
+            self._last.pop(stage, None)
+        self._seen[stage] = (done, total)
+        start = self._started[stage]
         last = self._last.get(stage)
         if last is not None and done < total and now - last < self.interval:
             return

@@ -1,9 +1,11 @@
 """Plan the work in shards and run one shard: hash, skip what S3 already holds, preprocess on a process
 pool, drop duplicates, carry boxes, upload.
 
-A shard is self-contained (its spec names every file and key), runs in its own temporary folder and
-is idempotent: run it twice and the second run finds every output in S3 with the same source
-checksum and options fingerprint, so it decodes and uploads nothing.
+A shard is self-contained (its spec names every file and key, and, when the plan resolved it, what
+S3 and the ledger already hold for each), runs in its own temporary folder and is idempotent: run it
+twice and the second run finds every output in S3 with the same source checksum and options
+fingerprint, so it decodes and uploads nothing. A resolved shard lists nothing and reads no ledger:
+the plan did that once for the whole run (:func:`deeplens_pipeline.images.plan.survey`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 from deeplens_pipeline.images import ledger as ledger_mod
 from deeplens_pipeline.images.boxes import LabelsError, LabelSet, carry_boxes, parse_voc
 from deeplens_pipeline.images.geometry import Transform
-from deeplens_pipeline.images.plan import plan_shards
+from deeplens_pipeline.images.plan import plan_shards, shard_items
 from deeplens_pipeline.images.preprocess import (
     PreprocessOptions,
     init_worker,
@@ -35,13 +37,14 @@ from deeplens_pipeline.images.preprocess import (
     work,
 )
 from deeplens_pipeline.images.progress import ProgressCallback
-from deeplens_pipeline.images.sources import SourceRoot, parse_source
+from deeplens_pipeline.images.sources import SourceRoot, outside_reason, parse_source
 from deeplens_pipeline.images.store import (
     META_ETAG,
     META_PARAMS,
     META_PIXELS,
     META_SHA256,
     META_TRANSFORM,
+    Listed,
     Upload,
     common_prefix,
     download_files,
@@ -250,8 +253,8 @@ def run_shard(
     settings = settings or ShardSettings()
     options = settings.options
     fingerprint = options.fingerprint()
+    refused_under = options.rejects_fingerprint()
     root = parse_source(spec["source"])
-    items: list[dict[str, Any]] = sorted(spec["items"], key=lambda i: i["source"])
     result: dict[str, Any] = {
         "shard": int(spec.get("index", 0)),
         "images": [],
@@ -263,17 +266,29 @@ def run_shard(
         "uploaded": 0,
         "uploaded_bytes": 0,
         "params": fingerprint,
+        "reject_params": refused_under,
     }
+    if spec.get("items_key"):
+        result["plan_key"] = spec["items_key"]
+    items: list[dict[str, Any]] = sorted(shard_items(spec, client, bucket), key=lambda i: i["source"])
+    for item in items:
+        if item.get("refused"):  # a link out of the source folder: never read
+            result["rejected"].append(_reject(item, item["refused"].split(":", 1)[0], item["refused"]))
+    items = [i for i in items if not i.get("refused")]
     if not items:
         return result
-    ledger = ledger_mod.load(client, bucket, settings.ledger_key) if settings.ledger_key else {}
-    prefix = spec.get("input_prefix") or common_prefix([i["key"] for i in items])
-    existing = _existing_outputs(items, ledger, client, bucket, prefix, settings.upload_concurrency)
+    if spec.get("resolved"):
+        ledger = {i["source"]: i["seen"] for i in items if i.get("seen")}
+        existing = _resolved_outputs(items, client, bucket, settings.upload_concurrency)
+    else:
+        ledger = ledger_mod.load(client, bucket, settings.ledger_key) if settings.ledger_key else {}
+        prefix = spec.get("input_prefix") or common_prefix([i["key"] for i in items])
+        existing = _existing_outputs(items, ledger, client, bucket, prefix, settings.upload_concurrency)
 
     with tempfile.TemporaryDirectory(prefix="deeplens-shard-", dir=workdir) as tmpdir:
         tmp = Path(tmpdir)
         paths, sha = _fetch_and_hash(
-            items, root, client, existing, ledger, fingerprint, tmp, settings.upload_concurrency, result
+            items, root, client, existing, ledger, options, tmp, settings.upload_concurrency, result
         )
         by_source = {i["source"]: i for i in items}
         keep: dict[str, dict[str, Any]] = {}  # source -> image record
@@ -303,13 +318,14 @@ def run_shard(
                 continue
             digest = sha[source]
             remembered = ledger.get(source)
-            if remembered and remembered.get("sha256") == digest and remembered.get("params") == fingerprint:
-                if remembered["status"] == "rejected":
+            if remembered and remembered.get("sha256") == digest:
+                status, params = remembered.get("status"), remembered.get("params")
+                if status == "rejected" and params == refused_under:
                     result["rejected"].append(_reject(item, remembered["kind"], remembered["reason"], digest))
                     continue
                 primary = remembered.get("duplicate_of")
                 gone = primary in by_source and primary not in keep and primary not in sha
-                if remembered["status"] == "duplicate" and not gone:
+                if status == "duplicate" and params == fingerprint and not gone:
                     result["duplicates"].append(_duplicate(item, primary, digest))
                     continue
             if digest in by_sha:
@@ -444,7 +460,8 @@ def _existing_outputs(
     prefix: str,
     concurrency: int,
 ) -> dict[str, dict[str, str] | None]:
-    """Output metadata per key (None: no object), from one listing plus the ledger.
+    """Output metadata per key (None: no object), from one listing plus the ledger (a spec the plan
+    did not resolve).
 
     A key the listing lacks needs no request; a key whose listed ETag is the one the ledger
     recorded takes its metadata from the ledger; only the rest are looked up with HEAD.
@@ -455,25 +472,29 @@ def _existing_outputs(
     for item in items:
         key = item["key"]
         found = listed.get(key)
-        entry = ledger.get(item["source"]) or {}
         if found is None:
             existing[key] = None
-        elif (
-            entry.get("status") == "uploaded"
-            and entry.get("key") == key
-            and entry.get("output_etag") == found.etag
-        ):
-            meta = {
-                META_SHA256: entry["sha256"],
-                META_PARAMS: entry["params"],
-                META_TRANSFORM: entry["transform"],
-                META_PIXELS: entry.get("pixels", ""),
-            }
-            if entry.get("etag"):
-                meta[META_ETAG] = entry["etag"]
+        elif (meta := ledger_mod.known_output(ledger.get(item["source"]), key, found.etag)) is not None:
             existing[key] = meta
         else:
             heads.append(key)
+    existing.update(head_metadata(client, bucket, heads, concurrency))
+    return existing
+
+
+def _resolved_outputs(
+    items: list[dict[str, Any]], client: Any, bucket: str, concurrency: int
+) -> dict[str, dict[str, str] | None]:
+    """Output metadata per key from what the plan found (``output`` of each item); only the objects
+    the ledger could not vouch for are looked up, with HEAD."""
+    existing: dict[str, dict[str, str] | None] = {}
+    heads = []
+    for item in items:
+        output = item.get("output")
+        if output == "head":
+            heads.append(item["key"])
+        else:
+            existing[item["key"]] = output if isinstance(output, dict) else None
     existing.update(head_metadata(client, bucket, heads, concurrency))
     return existing
 
@@ -484,39 +505,52 @@ def _fetch_and_hash(
     client: Any,
     existing: dict[str, dict[str, str] | None],
     ledger: dict[str, dict[str, Any]],
-    fingerprint: str,
+    options: PreprocessOptions,
     tmp: Path,
     concurrency: int,
     result: dict[str, Any],
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """Local paths and SHA-256 of every readable item; S3 objects whose ETag proves them unchanged
-    are not downloaded (their checksum comes from the output's metadata or the ledger)."""
+    are not downloaded (their checksum comes from the output's metadata or the ledger). A local
+    path that leads out of the source folder (a link made or swapped since the plan) is refused."""
+    fingerprint = options.fingerprint()
+    remembered_under = {"rejected": options.rejects_fingerprint(), "duplicate": fingerprint}
     paths: dict[str, Path] = {}
     sha: dict[str, str] = {}
     downloads: list[tuple[str, Path]] = []
+    listed: dict[str, Listed] = {}
+    real_root = None if root.is_s3 else Path(os.path.realpath(root.prefix))
     for n, item in enumerate(items):
         source = item["source"]
-        if root.is_s3:
+        if real_root is None:
             etag = item.get("etag")
             meta = existing.get(item["key"]) or {}
             remembered = ledger.get(source) or {}
             if etag and meta.get(META_ETAG) == etag and meta.get(META_PARAMS) == fingerprint:
                 sha[source] = meta[META_SHA256]
                 continue
+            status = remembered.get("status")
             if (
                 etag
-                and remembered.get("status") in {"rejected", "duplicate"}
+                and status in remembered_under
                 and remembered.get("etag") == etag
-                and remembered.get("params") == fingerprint
+                and remembered.get("params") == remembered_under[status]
             ):
                 sha[source] = remembered["sha256"]
                 continue
             path = tmp / "src" / str(n) / PurePosixPath(source).name
             downloads.append((source, path))
+            if item.get("size") is not None and etag:
+                listed[source] = Listed(size=int(item["size"]), etag=etag)
             paths[source] = path
         else:
-            paths[source] = root.local_path(source)
-    errors = download_files(client, root.bucket, downloads, max_concurrency=concurrency)
+            path = root.local_path(source)
+            reason = outside_reason(real_root, path)
+            if reason:
+                result["rejected"].append(_reject(item, "outside-source", reason))
+                continue
+            paths[source] = path
+    errors = download_files(client, root.bucket, downloads, max_concurrency=concurrency, listed=listed)
     by_source = {i["source"]: i for i in items}
     for source, path in paths.items():
         if source in errors:

@@ -64,12 +64,17 @@ def parse_source(source: str) -> SourceRoot:
 
 @dataclass(frozen=True)
 class SourceItem:
-    """One candidate image: ``source`` is the path relative to a local root, or the S3 key."""
+    """One candidate image: ``source`` is the path relative to a local root, or the S3 key.
+
+    ``refused`` is set (a reject reason) for an entry that is not read at all: a symbolic link that
+    leads out of the source folder.
+    """
 
     source: str
     size: int
     etag: str | None = None
     voc: str | None = None
+    refused: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -77,22 +82,27 @@ class SourceItem:
 
 @dataclass(frozen=True)
 class Listing:
-    """What a source holds: image candidates and the files ignored (not images by extension)."""
+    """What a source holds: image candidates (refused ones among them, see :class:`SourceItem`) and
+    the files ignored: those without an image extension (README, LICENSE, notes.txt)."""
 
     items: list[SourceItem]
     ignored: list[str]
 
 
-def _split(names: dict[str, tuple[int, str | None]]) -> Listing:
+def _split(names: dict[str, tuple[int, str | None]], refused: dict[str, str] | None = None) -> Listing:
     exts = image_extensions()
+    refused = refused or {}
     lower = {n.lower(): n for n in names}
     items: list[SourceItem] = []
     ignored: list[str] = []
-    for name in sorted(names):
+    for name in sorted(names.keys() | refused.keys()):
         suffix = PurePosixPath(name).suffix.lower()
-        if suffix in exts or suffix == "":
-            stem = name[: len(name) - len(suffix)] if suffix else name
-            voc = lower.get((stem + VOC_EXTENSION).lower())
+        if name in refused and (suffix in exts or refused[name].startswith(_FOLDER_LINK)):
+            items.append(SourceItem(source=name, size=0, refused=refused[name]))
+        elif name in refused:
+            ignored.append(name)
+        elif suffix in exts:
+            voc = lower.get((name[: len(name) - len(suffix)] + VOC_EXTENSION).lower())
             size, etag = names[name]
             items.append(SourceItem(source=name, size=size, etag=etag, voc=voc))
         elif suffix != VOC_EXTENSION:
@@ -100,20 +110,48 @@ def _split(names: dict[str, tuple[int, str | None]]) -> Listing:
     return Listing(items=items, ignored=ignored)
 
 
+_FOLDER_LINK = "outside-source: a link to a folder"
+
+
+def outside_reason(root: Path, path: Path) -> str | None:
+    """Why ``path`` (under the resolved ``root``) must not be read: it is, or passes through, a
+    symbolic link that leads out of the source folder; None when it stays inside."""
+    target = Path(os.path.realpath(path))
+    if target == root or root in target.parents:
+        return None
+    what = "a link to a folder" if target.is_dir() else "a symbolic link"
+    return f"outside-source: {what} that leads out of the source folder (to {target}); not read"
+
+
 def list_local(root: SourceRoot) -> Listing:
-    """Every non-hidden file under a local root, sorted; images by extension (or none), the rest ignored."""
+    """Every non-hidden file under a local root, sorted; images by extension, the rest ignored.
+
+    Symbolic links are followed only while they stay inside the root: a link to a file or a folder
+    elsewhere is refused (its reason names the target) and never read; links to folders inside the
+    root are not walked (their files are listed where they really are).
+    """
     base = Path(root.prefix)
+    real = Path(os.path.realpath(base))
     names: dict[str, tuple[int, str | None]] = {}
+    refused: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(base):
+        for d in list(dirnames):
+            path = Path(dirpath) / d
+            if not d.startswith(".") and path.is_symlink():
+                reason = outside_reason(real, path)
+                if reason:
+                    refused[path.relative_to(base).as_posix()] = reason
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for filename in filenames:
             if filename.startswith("."):
                 continue
             path = Path(dirpath) / filename
-            if not path.is_file():
-                continue
-            names[path.relative_to(base).as_posix()] = (path.stat().st_size, None)
-    return _split(names)
+            name = path.relative_to(base).as_posix()
+            if path.is_symlink() and (reason := outside_reason(real, path)):
+                refused[name] = reason
+            elif path.is_file():
+                names[name] = (path.stat().st_size, None)
+    return _split(names, refused)
 
 
 def list_s3(client: Any, root: SourceRoot) -> Listing:

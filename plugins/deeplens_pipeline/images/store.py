@@ -16,11 +16,14 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from boto3.s3.transfer import TransferConfig, create_transfer_manager
-from botocore.exceptions import ClientError
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
+
+# boto3 and botocore are imported by the functions that use them: the DAG file's operators import
+# this module (through the ledger and collect modules), and parsing the DAG must not load boto3.
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,8 @@ def is_not_found(exc: ClientError) -> bool:
 
 def read_object(client: Any, bucket: str, key: str) -> bytes | None:
     """The bytes of ``s3://bucket/key``, or None when there is no such object."""
+    from botocore.exceptions import ClientError
+
     try:
         return client.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as exc:
@@ -86,6 +91,7 @@ def head_metadata(
     client: Any, bucket: str, keys: Iterable[str], max_concurrency: int = 10
 ) -> dict[str, dict[str, str] | None]:
     """User metadata of each key (None when the object does not exist), looked up concurrently."""
+    from botocore.exceptions import ClientError
 
     def head(key: str) -> tuple[str, dict[str, str] | None]:
         try:
@@ -135,6 +141,8 @@ def upload_files(
     sleep: Callable[[float], None] = time.sleep,
 ) -> UploadReport:
     """Upload files with boto3's transfer manager; retry the failed ones in up to ``rounds`` more rounds."""
+    from boto3.s3.transfer import TransferConfig, create_transfer_manager
+
     report = UploadReport()
     pending = list(uploads)
     config = TransferConfig(max_concurrency=max(1, max_concurrency), use_threads=True)
@@ -187,24 +195,68 @@ def upload_files(
 
 
 def download_files(
-    client: Any, bucket: str, pairs: list[tuple[str, Path]], *, max_concurrency: int = 10
+    client: Any,
+    bucket: str,
+    pairs: list[tuple[str, Path]],
+    *,
+    max_concurrency: int = 10,
+    listed: Mapping[str, Listed] | None = None,
 ) -> dict[str, str]:
-    """Download ``(key, path)`` pairs with the transfer manager; returns ``{key: error}`` for failures."""
+    """Download ``(key, path)`` pairs with the transfer manager; returns ``{key: error}`` for failures.
+
+    ``listed`` (size and ETag from a listing) spares the HEAD request the transfer manager otherwise
+    sends before each download; it is used only under the multipart threshold, where the download
+    is one GET that reads the whole object whatever its size has become since.
+    """
+    from boto3.s3.transfer import TransferConfig, create_transfer_manager
+
     errors: dict[str, str] = {}
     if not pairs:
         return errors
     config = TransferConfig(max_concurrency=max(1, max_concurrency), use_threads=True)
+    listed = listed or {}
     with create_transfer_manager(client, config) as manager:
         futures = []
         for key, path in pairs:
             path.parent.mkdir(parents=True, exist_ok=True)
-            futures.append((key, manager.download(bucket, key, str(path))))
+            known = listed.get(key)
+            small = known is not None and known.etag and 0 <= known.size < config.multipart_threshold
+            subscribers = [_Listed(known)] if small else None
+            futures.append((key, manager.download(bucket, key, str(path), subscribers=subscribers)))
         for key, future in futures:
             try:
                 future.result()
             except Exception as exc:
                 errors[key] = f"{type(exc).__name__}: {exc}"
     return errors
+
+
+class _Listed:
+    """An s3transfer subscriber giving a download the size and ETag a listing showed, so no HEAD
+    request is sent for it."""
+
+    def __init__(self, listed: Listed) -> None:
+        self.listed = listed
+
+    def on_queued(self, future: Any, **_: Any) -> None:
+        future.meta.provide_transfer_size(self.listed.size)
+        future.meta.provide_object_etag(f'"{self.listed.etag}"')
+
+    def on_progress(self, **_: Any) -> None:
+        pass
+
+    def on_done(self, **_: Any) -> None:
+        pass
+
+
+def delete_keys(client: Any, bucket: str, keys: list[str], max_concurrency: int = 8) -> int:
+    """Delete objects, one DeleteObject request each (the IAM action ``s3:DeleteObject``, as for
+    every other delete of the pipeline), a few at a time; returns how many."""
+    if not keys:
+        return 0
+    with ThreadPoolExecutor(max_workers=max(1, min(max_concurrency, len(keys)))) as pool:
+        list(pool.map(lambda key: client.delete_object(Bucket=bucket, Key=key), keys))
+    return len(keys)
 
 
 @dataclass(frozen=True)

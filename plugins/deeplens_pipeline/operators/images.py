@@ -5,10 +5,14 @@ collect.
 
     plan_shards -> preprocess_upload.expand(shard=plan_shards.output) -> collect
 
-Each mapped task works in its own temporary folder and talks only to S3, so shards may run on
-different MWAA workers; within a task, files are decoded on a process pool. Every templated field
+The plan lists the source, the output prefix and the ledger once per run, and writes each shard's
+photo list (with what S3 already holds for each photo) to ``s3://<bucket>/state/plans/<run>/``: the
+XCom carries only those keys, and a shard lists nothing. Each mapped task works in its own temporary
+folder and talks only to S3, so shards may run on different MWAA workers; within a task, files are
+decoded on a process pool. Every templated field
 accepts a Jinja string (``"{{ params.image_shape }}"``), rendered natively or as text. Parsing this
-module (and so the DAG file) loads no image library: Pillow is imported inside ``execute``.
+module (and so the DAG file) loads no image library and no AWS client library: Pillow, boto3 and
+the provider's S3 hook are imported when a task runs.
 """
 
 from __future__ import annotations
@@ -17,10 +21,8 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import BaseOperator, TaskGroup, TriggerRule, XComArg
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
-from botocore.config import Config
 
 from deeplens_pipeline.deploy.inference_settings import parse_labels
 from deeplens_pipeline.images import ledger as ledger_mod
@@ -28,9 +30,9 @@ from deeplens_pipeline.images.boxes import LabelSet, match_manifest, parse_manif
 from deeplens_pipeline.images.collect import DEFAULT_REPORTS_PREFIX, ImagesUnusable, finish
 from deeplens_pipeline.images.geometry import IMAGE_SHAPES
 from deeplens_pipeline.images.naming import normalise_prefix
-from deeplens_pipeline.images.plan import plan_shards
+from deeplens_pipeline.images.plan import PLANS_PREFIX, plan_shards, plans_prefix, store_specs, survey
 from deeplens_pipeline.images.progress import ProgressLog
-from deeplens_pipeline.images.rejects import DecodeLimits
+from deeplens_pipeline.images.rejects import DEFAULT_DECODE_MEMORY_MB, DecodeLimits
 from deeplens_pipeline.images.sources import list_source, parse_source, read_text
 from deeplens_pipeline.images.store import (
     META_SHA256,
@@ -40,7 +42,7 @@ from deeplens_pipeline.images.store import (
     list_keys,
 )
 from deeplens_pipeline.layout import BucketLayout
-from deeplens_pipeline.operators.base import DEFAULT_CONN_ID
+from deeplens_pipeline.operators.base import DEFAULT_CONN_ID, ParamsSerializedOnce
 
 if TYPE_CHECKING:
     from deeplens_pipeline.images.shard import ShardSettings
@@ -112,6 +114,10 @@ def s3_client(aws_conn_id: str | None, region_name: str | None = None, max_pool:
     """A boto3 S3 client from the provider's S3Hook: the connection's endpoint_url and credentials,
     standard-mode retries with backoff and a connection pool sized for ``max_pool`` threads. Settings
     the connection's extra gives (``config_kwargs``) win over these defaults."""
+    # Imported here, when a task runs: parsing the DAG file must not load boto3.
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from botocore.config import Config
+
     ours = Config(retries={"mode": "standard", "max_attempts": 8}, max_pool_connections=max(10, max_pool + 2))
     hook = S3Hook(aws_conn_id=aws_conn_id, region_name=region_name)
     theirs = hook.conn_config.botocore_config
@@ -123,7 +129,7 @@ def s3_client(aws_conn_id: str | None, region_name: str | None = None, max_pool:
 # ---------------------------------------------------------------- operators
 
 
-class PlanImageShardsOperator(BaseOperator):
+class PlanImageShardsOperator(ParamsSerializedOnce, BaseOperator):
     """List the photo source and return deterministic, JSON-serialisable shard specs.
 
     :param source: local folder on the worker or ``s3://bucket/prefix``; empty means "no new photos"
@@ -134,6 +140,8 @@ class PlanImageShardsOperator(BaseOperator):
     :param manifest_label_attribute: the boxes' attribute in that manifest; None finds the first
         object-detection attribute of each line.
     :param shard_size: photos per mapped task (grown to keep at most ``max_shards`` tasks).
+    :param ledger_key: the ledger's key (None: no ledger, every output's metadata is read with HEAD).
+    :param plans_prefix: where the shards' photo lists go (the collect step deletes them).
     """
 
     template_fields: Sequence[str] = (
@@ -144,6 +152,8 @@ class PlanImageShardsOperator(BaseOperator):
         "manifest_label_attribute",
         "shard_size",
         "max_shards",
+        "ledger_key",
+        "plans_prefix",
         "region_name",
     )
     ui_color = "#e8f4e8"
@@ -158,6 +168,8 @@ class PlanImageShardsOperator(BaseOperator):
         manifest_label_attribute: str | None = None,
         shard_size: int | str = 256,
         max_shards: int | str = 64,
+        ledger_key: str | None = ledger_mod.DEFAULT_LEDGER_KEY,
+        plans_prefix: str = PLANS_PREFIX,
         aws_conn_id: str | None = DEFAULT_CONN_ID,
         region_name: str | None = None,
         **kwargs: Any,
@@ -170,6 +182,8 @@ class PlanImageShardsOperator(BaseOperator):
         self.manifest_label_attribute = manifest_label_attribute
         self.shard_size = shard_size
         self.max_shards = max_shards
+        self.ledger_key = ledger_key
+        self.plans_prefix = plans_prefix
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
 
@@ -208,6 +222,7 @@ class PlanImageShardsOperator(BaseOperator):
             self.log.info(
                 "manifest %s: %d line(s) with boxes, %d matched a photo", manifest, len(entries), len(labels)
             )
+        known = survey(client, bucket, prefix, as_optional_str(self.ledger_key))
         specs = plan_shards(
             root,
             listing,
@@ -215,24 +230,37 @@ class PlanImageShardsOperator(BaseOperator):
             shard_size=as_int("shard_size", self.shard_size, 1),
             max_shards=as_int("max_shards", self.max_shards, 1, 1024),
             labels=labels,
+            known=known,
         )
+        where = plans_prefix(str(context.get("run_id") or "manual"), str(self.plans_prefix or PLANS_PREFIX))
+        stored = store_specs(specs, client, bucket, where)
         self.log.info(
-            "%s: %d photo(s) in %d shard(s); %d other file(s) ignored%s",
+            "%s: %d photo(s) in %d shard(s) (lists in s3://%s/%s); %d already in s3://%s/%s; "
+            "%d other file(s) ignored%s",
             root.uri,
             len(listing.items),
             len(specs),
+            bucket,
+            where,
+            len(known.outputs),
+            bucket,
+            prefix,
             len(listing.ignored),
             f" (e.g. {', '.join(listing.ignored[:5])})" if listing.ignored else "",
         )
-        return specs
+        return stored
 
 
-class PreprocessUploadOperator(BaseOperator):
+class PreprocessUploadOperator(ParamsSerializedOnce, BaseOperator):
     """Preprocess one shard on a process pool in a temporary folder and upload it (idempotent).
 
     Mapped with ``.partial(...).expand(shard=plan.output)``. Returns the shard result (see
     :func:`deeplens_pipeline.images.shard.run_shard`); fails only when uploads keep failing after
     the retry rounds, so the task's own retry resumes where it stopped.
+
+    :param decode_memory_mb: memory one photo may take to decode, in MiB (what decoding it will
+        really cost, from its header: format, mode, draft scale); a photo over it is rejected as a
+        decompression bomb with the cost in its reason. Each of the ``processes`` decodes at once.
     """
 
     # ``shard`` is not templated: it comes resolved from expand(), and file names inside it must
@@ -246,7 +274,7 @@ class PreprocessUploadOperator(BaseOperator):
         "processes",
         "upload_concurrency",
         "upload_retries",
-        "max_pixels",
+        "decode_memory_mb",
         "min_visibility",
         "ledger_key",
         "region_name",
@@ -265,7 +293,7 @@ class PreprocessUploadOperator(BaseOperator):
         processes: int | str | None = None,
         upload_concurrency: int | str = 16,
         upload_retries: int | str = 3,
-        max_pixels: int | str = DecodeLimits.max_pixels,
+        decode_memory_mb: int | str = DEFAULT_DECODE_MEMORY_MB,
         min_visibility: float | str = 0.0,
         ledger_key: str | None = ledger_mod.DEFAULT_LEDGER_KEY,
         aws_conn_id: str | None = DEFAULT_CONN_ID,
@@ -283,7 +311,7 @@ class PreprocessUploadOperator(BaseOperator):
         self.processes = processes
         self.upload_concurrency = upload_concurrency
         self.upload_retries = upload_retries
-        self.max_pixels = max_pixels
+        self.decode_memory_mb = decode_memory_mb
         self.min_visibility = min_visibility
         self.ledger_key = ledger_key
         self.aws_conn_id = aws_conn_id
@@ -304,7 +332,7 @@ class PreprocessUploadOperator(BaseOperator):
                 mode=str(self.resize_mode).strip(),
                 pad_colour=self.pad_color,
                 quality=as_int("quality", self.quality, 1, 100),
-                limits=DecodeLimits(max_pixels=as_int("max_pixels", self.max_pixels, 1)),
+                limits=DecodeLimits(memory_mb=as_int("decode_memory_mb", self.decode_memory_mb, 16, 65536)),
             )
         except ValueError as exc:
             raise AirflowFailException(f"image options: {exc}") from exc
@@ -319,7 +347,7 @@ class PreprocessUploadOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         shard = json.loads(self.shard) if isinstance(self.shard, str) else self.shard
-        if not isinstance(shard, dict) or "items" not in shard:
+        if not isinstance(shard, dict) or ("items" not in shard and "items_key" not in shard):
             raise AirflowFailException(
                 f"shard must be a shard spec from plan_shards, got {str(shard)[:200]!r}"
             )
@@ -330,7 +358,7 @@ class PreprocessUploadOperator(BaseOperator):
             "shard %s/%s: %d photo(s) from %s -> s3://%s (options %s)",
             shard.get("index", 0) + 1,
             shard.get("count", 1),
-            len(shard["items"]),
+            len(shard["items"]) if "items" in shard else shard.get("photos", "?"),
             shard.get("source"),
             bucket,
             settings.options.fingerprint(),
@@ -362,7 +390,7 @@ class PreprocessUploadOperator(BaseOperator):
         return result
 
 
-class CollectImagesOperator(BaseOperator):
+class CollectImagesOperator(ParamsSerializedOnce, BaseOperator):
     """Merge shard results, write the rejects report and pre-labelled manifest, decide pass or fail.
 
     Returns ``{"bucket", "input_prefix", "images": [{"key", "source", "sha256", "boxes_carried",
@@ -503,6 +531,7 @@ def build_images_group(
     max_shards: int | str = 64,
     processes: int | str | None = None,
     upload_concurrency: int | str = 16,
+    decode_memory_mb: int | str = DEFAULT_DECODE_MEMORY_MB,
     region_name: str | None = None,
     group_id: str = "images",
 ) -> XComArg:
@@ -532,6 +561,7 @@ def build_images_group(
             quality=quality,
             processes=processes,
             upload_concurrency=upload_concurrency,
+            decode_memory_mb=decode_memory_mb,
             aws_conn_id=aws_conn_id,
             region_name=region_name,
         ).expand(shard=plan.output)

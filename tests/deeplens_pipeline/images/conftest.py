@@ -96,15 +96,88 @@ def write_jpeg(
     return path
 
 
-def png_with_size(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width`` x ``height`` but whose data is tiny (a bomb's shape)."""
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data, CRC."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+def png_with_size(width: int, height: int, colour_type: int = 0) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` (8-bit greyscale, or ``colour_type`` 6:
+    RGBA) but whose data is tiny (a bomb's shape)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     data = zlib.compress(b"\x00" * 1024)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
+    )
+
+
+def big_jpeg(width: int, height: int) -> bytes:
+    """A complete, valid baseline JPEG of ``width`` x ``height`` (YCbCr 4:2:0, mid grey), built
+    without ever holding its pixels: the headers of a 16x16 JPEG Pillow wrote with the standard
+    Huffman tables, the frame size patched, then one 4-byte MCU (four luma blocks and two chroma
+    blocks, each "DC unchanged, end of block") per 16x16 pixels. libjpeg decodes every MCU, so its
+    memory is that of a camera JPEG of this size (it depends on the size, not on the content):
+    11648x8736 takes 1.6 MB and 0.2 s to make."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (128, 128, 128)).save(buffer, "JPEG", quality=75, subsampling=2)
+    data = buffer.getvalue()
+    out, i = bytearray(data[:2]), 2
+    while True:
+        marker = data[i + 1]
+        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
+        segment = bytearray(data[i : i + 2 + length])
+        if marker == 0xC0:  # SOF0: precision, then height and width
+            segment[5:9] = struct.pack(">HH", height, width)
+        out += segment
+        i += 2 + length
+        if marker == 0xDA:  # start of scan: the entropy-coded data follows
+            break
+    mcus = -(-width // 16) * -(-height // 16)
+    # 001010 (DC diff 0, EOB) x 4 luma blocks, 00 00 x 2 chroma blocks = 32 bits, no 0xFF byte
+    return bytes(out) + bytes([0x28, 0xA2, 0x8A, 0x00]) * mcus + b"\xff\xd9"
+
+
+PEAK_PROBE = """
+import json, sys
+from deeplens_pipeline.images.preprocess import PreprocessOptions, preprocess_file
+from deeplens_pipeline.images.rejects import DecodeLimits
+
+def status(field):
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith(field + ":"))
+
+options = PreprocessOptions(size=512, limits=DecodeLimits(memory_mb=int(sys.argv[3])))
+try:  # reset the peak (VmHWM) to the present RSS: the imports' own peak is not the decode's
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+except OSError:
+    pass
+base = status("VmRSS")
+outcome = preprocess_file(sys.argv[1], sys.argv[2], options)
+print(json.dumps({"outcome": outcome, "peak": status("VmHWM") - base}))
+"""
+
+
+def measure_peak(path: Path, memory_mb: int = 512) -> tuple[dict[str, Any], int]:
+    """``preprocess_file`` of one file in a fresh interpreter: (its outcome, the growth of the
+    process's peak RSS (VmHWM, which unlike ``ru_maxrss`` does not carry the parent's peak over
+    fork and exec) over its RSS just before, in bytes). Linux (reads /proc)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[3]
+    env = dict(os.environ, PYTHONPATH=f"{repo / 'plugins'}:{repo / 'include'}")
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_PROBE, str(path), str(path) + ".out.jpg", str(memory_mb)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return result["outcome"], int(result["peak"])
 
 
 def bad_files(folder: Path) -> dict[str, str]:
@@ -158,6 +231,9 @@ def make() -> SimpleNamespace:
         exif_bytes=exif_bytes,
         write_jpeg=write_jpeg,
         png_with_size=png_with_size,
+        png_chunk=png_chunk,
+        big_jpeg=big_jpeg,
+        measure_peak=measure_peak,
         bad_files=bad_files,
         groundtruth_line=groundtruth_line,
         Calls=Calls,

@@ -206,3 +206,25 @@ def test_a_photo_deleted_from_the_source_is_archived_not_destroyed(photos, s3, b
     with pytest.raises(ImagesUnusable, match="no images"):
         finish(run_folder(folder, s3, bucket), client=s3, bucket=bucket, size=300, run_id="r3")
     assert "input/photo_00.jpg" in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+
+
+def test_shard_lists_that_cannot_be_deleted_fail_nothing(photos, s3, bucket, caplog):
+    from botocore.exceptions import ClientError
+
+    from deeplens_pipeline.images.plan import store_specs, survey
+
+    folder = photos(2)
+    root = parse_source(str(folder))
+    specs = plan_shards(root, list_source(root), shard_size=1, known=survey(s3, bucket, "input/", None))
+    stored = store_specs(specs, s3, bucket, "state/plans/r1/")
+    results = [run_shard(spec, bucket=bucket, client=s3, settings=FAST) for spec in stored]
+
+    def denied(**_):
+        error = {"Error": {"Code": "AccessDenied", "Message": "no s3:DeleteObject"}}
+        raise ClientError(error, "DeleteObject")
+
+    s3.meta.events.register("before-call.s3.DeleteObject", denied)
+    summary = finish(results, client=s3, bucket=bucket, size=300)
+    assert len(summary["images"]) == 2
+    assert "could not delete the shards' photo lists under s3://" in caplog.text
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="state/plans/r1/")["KeyCount"] == 2

@@ -9,10 +9,12 @@ import zlib
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
+from deeplens_pipeline.images import decode as decode_mod
 from deeplens_pipeline.images.decode import (
     REJECT_KINDS,
     DecodeLimits,
     ImageRejected,
+    decode_cost,
     decode_image,
     looks_like_heif,
 )
@@ -237,11 +239,121 @@ def test_a_header_over_pillows_own_limit_is_a_bomb_too(tmp_path, make):
     assert caught.value.kind == "decompression-bomb"
 
 
-def test_pixel_limit_is_a_parameter(tmp_path, make):
-    path = make.write_jpeg(tmp_path / "p.jpg", make.scene((200, 100)))
-    with pytest.raises(ImageRejected, match="decompression-bomb: 200x100 = 20000 pixels"):
-        decode_image(path, limits=DecodeLimits(max_pixels=10_000))
-    assert decode_image(path, limits=DecodeLimits(max_pixels=20_000)).size == (200, 100)
+def test_the_memory_limit_is_a_parameter_and_the_reason_gives_the_cost(tmp_path, make):
+    path = tmp_path / "p.png"
+    make.scene((3000, 2000)).save(path, compress_level=1)  # 23 MiB of pixels, no draft for a PNG
+    with pytest.raises(ImageRejected) as caught:
+        decode_image(path, min_long_side=512, limits=DecodeLimits(memory_mb=32))
+    assert caught.value.kind == "decompression-bomb"
+    assert caught.value.reason == (
+        "decompression-bomb: 3000x2000 PNG (RGB) would need 39 MiB (23 MiB of pixels, 16 MiB to work) "
+        "to decode, over the limit of 32 MiB (decode_memory_mb)"
+    )
+    assert decode_image(path, min_long_side=512, limits=DecodeLimits(memory_mb=40)).size == (3000, 2000)
+
+
+# ---------------------------------------------------------------- what decoding really costs
+
+
+def test_a_102_megapixel_camera_jpeg_is_decoded_in_draft_mode_not_refused(tmp_path, make):
+    """Refused as a bomb before (101,756,928 pixels over a 100,000,000-pixel limit), although libjpeg
+    decodes it at 1/8 scale in ~18 MiB. The file is a complete baseline 4:2:0 JPEG of that size
+    whose MCUs are all mid grey (see ``big_jpeg``): libjpeg's memory depends on the size and the
+    scale, not on the content, so the measured peak is that of a camera's JPEG (a real 60 MB one,
+    made once with Pillow, peaked at the same 18 MiB)."""
+    path = tmp_path / "IMG_0001.JPG"
+    path.write_bytes(make.big_jpeg(11648, 8736))
+    decoded = decode_image(path, min_long_side=512)
+    assert decoded.size == (11648, 8736) and decoded.reduction == 8 and decoded.image.size == (1456, 1092)
+    outcome, peak = make.measure_peak(path)
+    assert outcome["status"] == "ok" and outcome["transform"]["w"] == 11648
+    assert peak < 40 << 20, f"{peak / 2**20:.0f} MiB"
+
+
+def test_a_huge_rgba_png_is_refused_from_its_header_without_decoding(tmp_path, make):
+    """A real 9500x9500 RGBA PNG peaked at 1.12 GiB before (the 100-megapixel limit let 90 MP
+    through, then the RGBA raster was copied three times); now its cost, 705 MiB at the default
+    budget of 512, is read from the header and it is refused before a pixel is decoded. The file
+    here has the header of such a PNG and almost no data: what the test proves is that the refusal
+    comes from the header alone (before, this file went on to the decoder and came back
+    "truncated"). That the cost bounds a real decode is proved below, on smaller files."""
+    path = tmp_path / "poster.png"
+    path.write_bytes(make.png_with_size(9500, 9500, colour_type=6))
+    with pytest.raises(ImageRejected, match=r"9500x9500 PNG \(RGBA\) would need 705 MiB .* limit of 512 MiB"):
+        decode_image(path, min_long_side=512)
+    outcome, peak = make.measure_peak(path)
+    assert outcome["kind"] == "decompression-bomb" and peak < 8 << 20, f"{peak / 2**20:.0f} MiB"
+
+
+def test_a_200_megapixel_phone_jpeg_passes_although_pillow_would_refuse_it(tmp_path, make):
+    path = tmp_path / "200mp.jpg"
+    path.write_bytes(make.big_jpeg(16320, 12240))  # over twice Image.MAX_IMAGE_PIXELS
+    pillows_limit = Image.MAX_IMAGE_PIXELS
+    assert decode_image(path, min_long_side=512).image.size == (2040, 1530)
+    assert pillows_limit == Image.MAX_IMAGE_PIXELS  # Pillow's own limit is set back after the decode
+
+
+def _png_with_late_exif(path, im, orientation):
+    """A PNG whose eXIf chunk follows the pixel data (Pillow finds it only by decoding)."""
+    buffer = io.BytesIO()
+    im.save(buffer, "PNG")
+    data = buffer.getvalue()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    iend = data.rindex(b"IEND") - 4
+    path.write_bytes(data[:iend] + make_chunk(b"eXIf", exif.tobytes()[6:]) + data[iend:])
+
+
+def make_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_an_exif_orientation_after_the_png_pixels_is_read_without_decoding(tmp_path, make):
+    path = tmp_path / "turned.png"
+    _png_with_late_exif(path, make.scene((320, 200)), 6)
+    with Image.open(path) as im:
+        assert "exif" not in im.info  # Pillow would decode everything to reach it
+        assert decode_mod._orientation(im, [], path) == (6, False)
+        assert im._im is None  # nothing decoded
+    decoded = decode_image(path)
+    assert decoded.orientation == 6 and decoded.size == (200, 320)
+
+
+@pytest.fixture(scope="module")
+def costly(tmp_path_factory):
+    """3000x2000 files of the modes and formats whose decoding costs differ."""
+    folder = tmp_path_factory.mktemp("costly")
+    w, h = 3000, 2000
+    noise, grad = Image.effect_noise((w, h), 40), Image.linear_gradient("L").resize((w, h))
+    rgb = Image.merge("RGB", [grad, noise, grad])
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.merge("RGBA", [grad, noise, grad, grad.transpose(Image.Transpose.ROTATE_180)]).save(
+        folder / "rgba.png", compress_level=1
+    )
+    rgb.save(folder / "turned.png", compress_level=1, exif=exif.tobytes())
+    grad.convert("I").point(lambda v: v * 200).convert("I;16").save(folder / "grey16.png", compress_level=1)
+    rgb.quantize(64).save(folder / "palette.png", transparency=0, compress_level=1)
+    rgb.resize((4000, 3000)).save(folder / "progressive.jpg", quality=90, progressive=True)
+    rgb.save(folder / "photo.webp", quality=80)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "name", ["rgba.png", "turned.png", "grey16.png", "palette.png", "progressive.jpg", "photo.webp"]
+)
+def test_the_cost_estimate_bounds_the_real_peak(costly, make, name):
+    """decode_cost against the peak RSS of the real decode in a fresh process: never under it (the
+    limit holds), and not far over it (photos are not refused for costs they do not have)."""
+    path = costly / name
+    with decode_mod._own_bomb_check(), Image.open(path) as im:
+        full = im.size
+        orientation, _ = decode_mod._orientation(im, [], path)
+        decode_mod._draft(im, 512, None)
+        cost = decode_cost(im, full, orientation != 1, path.stat().st_size)
+    outcome, peak = make.measure_peak(path, memory_mb=4096)
+    assert outcome["status"] == "ok"
+    assert peak <= cost.total <= 1.6 * peak, f"{name}: {cost.describe()}, measured {peak / 2**20:.0f} MiB"
 
 
 def test_tiny_images_are_absurd(tmp_path):

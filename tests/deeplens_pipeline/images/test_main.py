@@ -46,6 +46,44 @@ def test_upload_then_rerun_uploads_nothing(photos, make, moto_endpoint, bucket, 
     assert s3.head_object(Bucket=bucket, Key="input/photo_00.jpg")["ContentType"] == "image/jpeg"
 
 
+def test_a_rerun_lists_the_bucket_once_however_many_shards(photos, make, moto_endpoint, bucket, monkeypatch):
+    """Before, each shard listed the whole input prefix and read the whole ledger: 4 shards gave 5
+    listings and 6 ledger reads; now the plan lists once and collect once, whatever the shards."""
+    from collections import Counter
+
+    from deeplens_pipeline.images import __main__ as cli_mod
+
+    folder = photos(4)
+    requests: Counter[str] = Counter()
+    make_client = cli_mod.s3_client
+
+    def counted(*args, **kwargs):
+        client = make_client(*args, **kwargs)
+        client.meta.events.register("before-call.s3.*", lambda model, **_: requests.update([model.name]))
+        return client
+
+    monkeypatch.setattr(cli_mod, "s3_client", counted)
+    args = [str(folder), "--bucket", bucket, "--endpoint-url", moto_endpoint, "--size", "300"]
+    assert cli(*args, "--processes", "1", "--shard-size", "1") == 0
+    requests.clear()
+    assert cli(*args, "--processes", "1", "--shard-size", "1") == 0
+    assert requests["ListObjectsV2"] == 2  # the plan's survey and collect's check
+    assert requests["GetObject"] == 3  # the ledger: the survey, the archive check, the compare-on-write
+    assert requests["HeadObject"] == requests["PutObject"] == 0
+
+
+def test_local_links_out_of_the_folder_are_rejected_in_the_preview_too(photos, tmp_path, capsys):
+    folder = photos(1)
+    (folder / "escape.jpg").symlink_to(folder / ".." / "src" / ".." / ".." / "x.jpg")
+    (folder / "README").write_text("notes")
+    out = tmp_path / "preview"
+    assert cli(str(folder), "--out-dir", str(out), "--processes", "1", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["images"], summary["rejected"]) == (1, 1)
+    rows = list(csv.reader((out / "rejects.csv").open()))
+    assert rows[1][0] == "escape.jpg" and rows[1][1].startswith("outside-source: a symbolic link")
+
+
 def test_failure_and_bad_arguments_set_the_exit_status(photos, moto_endpoint, bucket, capsys):
     folder = photos(1)
     (folder / "a.jpg").write_text("no")

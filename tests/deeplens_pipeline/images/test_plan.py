@@ -44,3 +44,39 @@ def test_shard_size_grows_to_respect_max_shards(tmp_path, make):
 
 def test_an_empty_listing_plans_no_shard(tmp_path):
     assert plan(tmp_path) == []
+
+
+def test_a_resolved_plan_tells_each_photo_what_the_bucket_holds(tmp_path, make):
+    from deeplens_pipeline.images.plan import Known
+    from deeplens_pipeline.images.store import Listed
+
+    for name in ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]:
+        make.write_jpeg(tmp_path / name)
+    uploaded = {
+        "status": "uploaded",
+        "key": "input/a.jpg",
+        "sha256": "s" * 64,
+        "params": "p" * 16,
+        "output_etag": "e1",
+        "transform": '{"w":640}',
+        "pixels": "x" * 64,
+    }
+    rejected = {"status": "rejected", "kind": "empty", "reason": "empty: no bytes", "sha256": "0" * 64}
+    known = Known(
+        outputs={"input/a.jpg": Listed(10, "e1"), "input/b.jpg": Listed(10, "other")},
+        ledger={"a.jpg": uploaded, "b.jpg": dict(uploaded, key="input/b.jpg"), "d.jpg": rejected},
+    )
+    root = parse_source(str(tmp_path))
+    (spec,) = plan_shards(root, list_source(root), known=known)
+    assert spec["resolved"] is True
+    items = {i["source"]: i for i in spec["items"]}
+    assert items["a.jpg"]["output"] == {
+        "deeplens-sha256": "s" * 64,
+        "deeplens-params": "p" * 16,
+        "deeplens-transform": '{"w":640}',
+        "deeplens-pixels": "x" * 64,
+    }
+    assert items["b.jpg"]["output"] == "head"  # listed with another ETag than the ledger's
+    assert items["c.jpg"]["output"] is None and "seen" not in items["c.jpg"]
+    assert items["d.jpg"]["seen"] == rejected
+    assert json.loads(json.dumps(spec)) == spec

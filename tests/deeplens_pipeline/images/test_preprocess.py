@@ -70,13 +70,26 @@ def test_fingerprint_changes_with_every_option_and_round_trips():
         PreprocessOptions(mode="crop"),
         PreprocessOptions(pad_colour="#ffffff"),
         PreprocessOptions(quality=80),
-        PreprocessOptions(limits=DecodeLimits(max_pixels=1000)),
     ]
     prints = {base.fingerprint()} | {v.fingerprint() for v in variants}
     assert len(prints) == 1 + len(variants)
     assert PreprocessOptions().fingerprint() == base.fingerprint()
-    for v in [base, *variants]:
+    roomier = PreprocessOptions(limits=DecodeLimits(memory_mb=2048))
+    for v in [base, *variants, roomier]:
         assert PreprocessOptions.from_dict(v.to_dict()) == v
+    # the limits decide what is refused, not the pixels: a new limit redoes no image, only rejects
+    assert roomier.fingerprint() == base.fingerprint()
+    assert roomier.rejects_fingerprint() != base.rejects_fingerprint()
+
+
+def test_the_pixel_digest_reads_in_bands_and_equals_the_whole_image_digest(tmp_path, make):
+    import hashlib
+
+    from deeplens_pipeline.images.preprocess import pixels_sha256
+
+    im = make.scene((1500, 1100), seed=4)  # more rows than one band holds
+    whole = hashlib.sha256(f"{im.size}:2.0:".encode() + im.tobytes()).hexdigest()
+    assert pixels_sha256(im, 2.0) == whole
 
 
 @pytest.mark.parametrize(

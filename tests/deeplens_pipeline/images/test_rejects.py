@@ -25,7 +25,7 @@ def test_unknown_reject_kind_is_a_programming_error():
         ImageRejected("bad-vibes", "x")
 
 
-@pytest.mark.parametrize("kwargs", [{"max_aspect": 0.5}, {"max_pixels": 0}, {"min_side": 0}])
+@pytest.mark.parametrize("kwargs", [{"max_aspect": 0.5}, {"memory_mb": 0}, {"min_side": 0}])
 def test_decode_limits_are_checked(kwargs):
     with pytest.raises(ValueError, match="invalid decode limits"):
         DecodeLimits(**kwargs)

@@ -13,7 +13,9 @@ from PIL.PngImagePlugin import PngInfo
 from deeplens_pipeline.images import shard as shard_mod
 from deeplens_pipeline.images.collect import finish
 from deeplens_pipeline.images.geometry import Transform
+from deeplens_pipeline.images.plan import store_specs, survey
 from deeplens_pipeline.images.preprocess import PreprocessOptions, sha256_file
+from deeplens_pipeline.images.rejects import DecodeLimits
 from deeplens_pipeline.images.shard import ShardFailed, ShardSettings, plan_shards, run_shard
 from deeplens_pipeline.images.sources import list_source, parse_source
 
@@ -23,6 +25,13 @@ FAST = ShardSettings(options=PreprocessOptions(size=300), processes=1, backoff=0
 def plan(folder, **kwargs):
     root = parse_source(str(folder))
     return plan_shards(root, list_source(root), **kwargs)
+
+
+def resolved_plan(folder, s3, bucket, client=None, **kwargs):
+    """The plan as the DAG and the command line make it: the bucket surveyed once for all shards."""
+    root = parse_source(str(folder))
+    known = survey(s3, bucket, "input/", "state/images-ledger.json")
+    return plan_shards(root, list_source(root, client), known=known, **kwargs)
 
 
 def run_all(specs, s3, bucket, settings=FAST):
@@ -79,6 +88,109 @@ def test_rerun_decodes_nothing_and_uploads_nothing(photos, make, s3, bucket, cal
     assert calls.counts == {"GetObject": 1, "ListObjectsV2": 1}
     assert [r["file"] for r in again["rejected"]] == [r["file"] for r in first[0]["rejected"]]
     assert [i["key"] for i in again["images"]] == [i["key"] for i in first[0]["images"]]
+
+
+def test_a_resolved_rerun_costs_the_same_few_requests_whatever_the_shards(photos, s3, bucket, calls):
+    """Before, every shard listed the whole output prefix and read the whole ledger (shards x keys);
+    now the plan does both once and a shard of unchanged photos sends no request at all."""
+    folder = photos(6)
+    first = run_all(resolved_plan(folder, s3, bucket, shard_size=2), s3, bucket)
+    finish_run(first, s3, bucket)
+    calls.reset()
+    specs = resolved_plan(folder, s3, bucket, shard_size=2)
+    assert len(specs) == 3 and calls.counts == {"ListObjectsV2": 1, "GetObject": 1}  # the survey
+    assert {i["source"]: bool(i["output"]) for s in specs for i in s["items"]} == dict.fromkeys(
+        [f"photo_{n:02d}.jpg" for n in range(6)], True
+    )
+    calls.reset()
+    again = run_all(specs, s3, bucket)
+    assert calls.counts == {}  # 3 shards, not one request
+    assert [(r["processed"], r["unchanged"], r["uploaded"]) for r in again] == [(0, 2, 0)] * 3
+    assert [i["pixels"] for r in again for i in r["images"]] == [
+        i["pixels"] for r in first for i in r["images"]
+    ]
+
+
+def test_a_resolved_shard_heads_only_objects_the_ledger_cannot_vouch_for(photos, make, s3, bucket, calls):
+    folder = photos(3)
+    finish_run(run_all(resolved_plan(folder, s3, bucket), s3, bucket), s3, bucket)
+    s3.put_object(Bucket=bucket, Key="input/photo_01.jpg", Body=b"someone else's bytes")
+    make.write_jpeg(folder / "photo_02.jpg", make.scene((500, 500), seed=9))  # a changed photo
+    make.write_jpeg(folder / "photo_03.jpg", make.scene((400, 300), seed=11))  # a new photo
+    specs = resolved_plan(folder, s3, bucket)
+    outputs = {i["source"]: i["output"] for i in specs[0]["items"]}
+    assert outputs["photo_01.jpg"] == "head" and outputs["photo_03.jpg"] is None
+    assert outputs["photo_00.jpg"]["deeplens-sha256"] == sha256_file(folder / "photo_00.jpg")
+    calls.reset()
+    (again,) = run_all(specs, s3, bucket)
+    assert calls["HeadObject"] == 1 and calls["ListObjectsV2"] == 0 and calls["GetObject"] == 0
+    assert (again["processed"], again["unchanged"], again["uploaded"]) == (3, 1, 3)
+
+
+def test_shard_lists_written_to_s3_are_read_back_by_the_shard(photos, s3, bucket):
+    folder = photos(3)
+    specs = resolved_plan(folder, s3, bucket, shard_size=2)
+    stored = store_specs(specs, s3, bucket, "state/plans/run_1/")
+    assert [s["items_key"] for s in stored] == [
+        "state/plans/run_1/shard-00000.json",
+        "state/plans/run_1/shard-00001.json",
+    ]
+    assert all("items" not in s for s in stored) and [s["photos"] for s in stored] == [2, 1]
+    assert len(json.dumps(stored)) < 600  # the XCom: keys, not photo lists
+    results = run_all(stored, s3, bucket)
+    assert [len(r["images"]) for r in results] == [2, 1]
+    assert [r["plan_key"] for r in results] == [s["items_key"] for s in stored]
+    finish_run(results, s3, bucket)  # done with the lists: collect deletes them
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="state/plans/")["KeyCount"] == 0
+    with pytest.raises(ValueError, match="photo list .* is gone .* clear the images group"):
+        run_shard(stored[0], bucket=bucket, client=s3, settings=FAST)
+
+
+def test_readme_and_license_beside_the_photos_are_not_rejects(photos, s3, bucket):
+    """Before, a file without an extension was an image candidate: README and LICENSE became two
+    not-an-image rejects and counted against max_reject_share."""
+    folder = photos(2)
+    (folder / "README").write_text("photos of the lab, March\n")
+    (folder / "LICENSE").write_text("CC BY 4.0\n")
+    (result,) = run_all(plan(folder), s3, bucket)
+    assert result["rejected"] == [] and len(result["images"]) == 2
+
+
+def test_a_link_out_of_the_source_folder_is_refused_and_never_read(photos, tmp_path, s3, bucket, calls):
+    """Before, the photo a link pointed to anywhere on the worker was decoded and uploaded."""
+    folder = photos(2)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.copy(folder / "photo_00.jpg", outside / "private.jpg")
+    (folder / "zz_link.jpg").symlink_to(outside / "private.jpg")
+    specs = plan(folder)
+    (folder / "photo_01.jpg").unlink()  # swapped for a link after the plan: refused by the shard
+    (folder / "photo_01.jpg").symlink_to(outside / "private.jpg")
+    (result,) = run_all(specs, s3, bucket)
+    reasons = {r["file"]: r["reason"] for r in result["rejected"]}
+    assert set(reasons) == {"photo_01.jpg", "zz_link.jpg"}
+    assert all(r["kind"] == "outside-source" for r in result["rejected"])
+    assert reasons["zz_link.jpg"].startswith("outside-source: a symbolic link that leads out of the source")
+    assert str((outside / "private.jpg").resolve()) in reasons["zz_link.jpg"]
+    assert [i["source"] for i in result["images"]] == ["photo_00.jpg"] and result["uploaded"] == 1
+
+
+def test_a_raised_memory_limit_retries_the_refused_files_only(photos, make, s3, bucket):
+    folder = photos(2)
+    make.scene((3000, 2000)).save(folder / "scan.png", compress_level=1)  # ~39 MiB to decode
+    tight = ShardSettings(
+        options=PreprocessOptions(size=300, limits=DecodeLimits(memory_mb=32)), processes=1, backoff=0.01
+    )
+    (first,) = run_all(resolved_plan(folder, s3, bucket), s3, bucket, tight)
+    assert [(r["file"], r["kind"]) for r in first["rejected"]] == [("scan.png", "decompression-bomb")]
+    finish_run([first], s3, bucket)
+    (same,) = run_all(resolved_plan(folder, s3, bucket), s3, bucket, tight)
+    assert same["processed"] == 0 and [r["file"] for r in same["rejected"]] == ["scan.png"]
+    roomier = ShardSettings(
+        options=PreprocessOptions(size=300, limits=DecodeLimits(memory_mb=64)), processes=1, backoff=0.01
+    )
+    (raised,) = run_all(resolved_plan(folder, s3, bucket), s3, bucket, roomier)
+    assert raised["rejected"] == [] and (raised["processed"], raised["unchanged"]) == (1, 2)
 
 
 def test_a_first_run_sends_no_lookups_and_a_tampered_output_is_redone(photos, s3, bucket, calls):
@@ -156,6 +268,7 @@ def test_s3_source_is_not_downloaded_again_on_rerun(photos, s3, bucket, calls):
     )
     assert [i["source"] for i in first["images"]] == ["camera/photo_00.jpg", "camera/photo_01.jpg"]
     assert first["images"][0]["boxes_carried"] == 1  # its VOC sidecar, read from S3
+    assert calls["HeadObject"] == 0  # the listing gave each download its size: one GET a photo
     meta = s3.head_object(Bucket=bucket, Key="input/photo_00.jpg")["Metadata"]
     assert meta["deeplens-source"] == "camera/photo_00.jpg" and meta["deeplens-source-etag"]
     calls.reset()

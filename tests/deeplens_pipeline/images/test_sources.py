@@ -43,10 +43,47 @@ def test_local_listing(tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
     listing = list_local(parse_source(str(tmp_path)))
-    assert [i.source for i in listing.items] == ["a.jpg", "b.PNG", "noext", "sub/c.heic"]
-    assert [i.voc for i in listing.items] == [None, None, None, "sub/c.xml"]
-    assert listing.ignored == ["notes.txt"]
+    assert [i.source for i in listing.items] == ["a.jpg", "b.PNG", "sub/c.heic"]
+    assert [i.voc for i in listing.items] == [None, None, "sub/c.xml"]
+    assert listing.ignored == ["noext", "notes.txt"]
     assert listing.items[0].size == 1 and listing.items[0].etag is None
+
+
+def test_files_without_an_image_extension_are_ignored_not_candidates(tmp_path):
+    """README and LICENSE were image candidates before (no extension), so each became a reject."""
+    for name in ["README", "LICENSE", "photos/Makefile", "a.jpg"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    listing = list_local(parse_source(str(tmp_path)))
+    assert [i.source for i in listing.items] == ["a.jpg"]
+    assert listing.ignored == ["LICENSE", "README", "photos/Makefile"]
+
+
+def test_links_out_of_the_source_folder_are_refused_with_the_reason(tmp_path):
+    """Before, a link to a file anywhere on the worker was read and uploaded like a photo."""
+    outside = tmp_path / "outside"
+    (outside / "more").mkdir(parents=True)
+    (outside / "secret.jpg").write_bytes(b"not yours")
+    (outside / "more" / "x.jpg").write_bytes(b"x")
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.jpg").write_bytes(b"a")
+    (root / "evil.jpg").symlink_to(outside / "secret.jpg")
+    (root / "sub" / "up.jpg").symlink_to("../../outside/secret.jpg")  # relative, still out
+    (root / "more").symlink_to(outside / "more", target_is_directory=True)
+    (root / "same.jpg").symlink_to(root / "a.jpg")  # inside: an ordinary duplicate
+    (root / "inside").symlink_to(root / "sub", target_is_directory=True)  # walked where it really is
+    (root / "notes").symlink_to(outside / "secret.jpg")  # no image extension: ignored, not read
+    listing = list_local(parse_source(str(root)))
+    refused = {i.source: i.refused for i in listing.items if i.refused}
+    assert [i.source for i in listing.items if not i.refused] == ["a.jpg", "same.jpg"]
+    assert set(refused) == {"evil.jpg", "sub/up.jpg", "more"}
+    assert refused["evil.jpg"] == (
+        "outside-source: a symbolic link that leads out of the source folder "
+        f"(to {(outside / 'secret.jpg').resolve()}); not read"
+    )
+    assert refused["more"].startswith("outside-source: a link to a folder that leads out")
+    assert listing.ignored == ["notes"]
 
 
 def test_s3_listing(s3, bucket):

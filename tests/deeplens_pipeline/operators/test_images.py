@@ -163,6 +163,10 @@ def test_plan_preprocess_collect(conn, bucket, folder, manifest, s3):
         conn, bucket, folder, manifest, max_reject_share="0.5", classes='["storage box"]'
     )
     assert len(specs) == 3 and json.loads(json.dumps(specs)) == specs
+    # the XCom names each shard's photo list in S3; the lists are gone once collect is done
+    assert [s["items_key"] for s in specs] == [f"state/plans/manual/shard-{i:05d}.json" for i in range(3)]
+    assert all("items" not in s for s in specs) and sum(s["photos"] for s in specs) == 5
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="state/plans/")["KeyCount"] == 0
     assert [i["key"] for i in summary["images"]] == [
         "input/blue_box_1_000133.jpg",
         "input/p0.jpg",
@@ -225,6 +229,22 @@ def test_preprocess_refuses_bad_options(conn, bucket, tmp_path):
         ).execute({})
     with pytest.raises(AirflowFailException, match="shard must be a shard spec"):
         PreprocessUploadOperator(task_id="u", shard="[1]", bucket=bucket, aws_conn_id=conn).execute({})
+
+
+def test_the_decode_memory_limit_reaches_the_decoder(conn, bucket, tmp_path):
+    Image.linear_gradient("L").resize((3000, 2000)).convert("RGB").save(tmp_path / "scan.png")
+    photo(tmp_path / "ok.jpg", 1)
+    (spec,) = PlanImageShardsOperator(
+        task_id="p", source=str(tmp_path), bucket=bucket, aws_conn_id=conn
+    ).execute({"run_id": "r1"})
+    common = {"task_id": "u", "shard": spec, "bucket": bucket, "aws_conn_id": conn, "processes": "1"}
+    result = PreprocessUploadOperator(**common, decode_memory_mb="32").execute({})
+    assert [r["file"] for r in result["rejected"]] == ["scan.png"]
+    assert "would need 39 MiB" in result["rejected"][0]["reason"]
+    assert "limit of 32 MiB (decode_memory_mb)" in result["rejected"][0]["reason"]
+    assert PreprocessUploadOperator(**common).execute({})["rejected"] == []  # 512 MiB by default
+    with pytest.raises(AirflowFailException, match="decode_memory_mb must be between 16 and 65536"):
+        PreprocessUploadOperator(**common, decode_memory_mb="8").execute({})
 
 
 def test_no_source_reports_what_the_input_prefix_holds(conn, bucket, folder, s3):
