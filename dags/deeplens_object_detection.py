@@ -61,6 +61,7 @@ with DAG(
         pad_color="{{ params.pad_color }}",
         quality="{{ params.jpeg_quality }}",
         max_reject_share="{{ params.max_reject_share }}",
+        decode_memory_mb="{{ params.decode_memory_mb }}",
         label_attribute="{{ params.label_attribute }}",
         classes="{{ params.classes }}",
         manifest="{{ params.labels_manifest }}",

@@ -362,6 +362,18 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         minimum=0,
         maximum=1,
     ),
+    "decode_memory_mb": _spec(
+        512,
+        "Images",
+        "Memory to decode one photo (MiB)",
+        "Most memory one photo may take to decode, in MiB, reckoned from its header (format, mode, and "
+        "the reduced scale a JPEG is decoded at): a 102-megapixel camera JPEG needs about 20 MiB, a "
+        "9500x9500 RGBA PNG about 700. A photo that needs more is rejected as a decompression bomb, "
+        "its cost in the rejects report. Each worker process decodes one photo at a time.",
+        type="integer",
+        minimum=16,
+        maximum=65536,
+    ),
     # --- Labelling --------------------------------------------------------------------------
     "labeling_backend": _spec(
         "label-studio",

@@ -17,6 +17,9 @@ from deeplens_pipeline.images.square import parse_colour, square_image
 
 #: Bump when the pixels produced for the same options change; part of every output's fingerprint.
 PIPELINE_VERSION = 1
+#: What the fingerprint hashed for the decode limits while they were part of it: kept as a constant,
+#: so the images made then are still current (the limits decide what is refused, not the pixels).
+_FINGERPRINT_LIMITS = {"max_pixels": 100_000_000, "min_side": 16, "max_aspect": 10.0}
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,7 @@ class PreprocessOptions:
         """16 hex digits naming what shapes the output pixels: these options and the pipeline version
         (stored with every output). The decode limits are not part of it: they decide only which
         files are refused, so changing them redoes no image (see :meth:`rejects_fingerprint`)."""
-        data = asdict(self)
-        del data["limits"]
-        data["version"] = PIPELINE_VERSION
+        data = asdict(self) | {"limits": _FINGERPRINT_LIMITS, "version": PIPELINE_VERSION}
         return _digest(data)
 
     def rejects_fingerprint(self) -> str:

@@ -80,6 +80,11 @@ def test_fingerprint_changes_with_every_option_and_round_trips():
     # the limits decide what is refused, not the pixels: a new limit redoes no image, only rejects
     assert roomier.fingerprint() == base.fingerprint()
     assert roomier.rejects_fingerprint() != base.rejects_fingerprint()
+    # and the images made while the limits were part of the fingerprint are still current
+    assert base.fingerprint() == "abd89840f4504fe7"
+    assert PreprocessOptions(size=300, mode="crop", pad_colour="#202020", quality=85).fingerprint() == (
+        "9cb341a2d1d2ab23"
+    )
 
 
 def test_the_pixel_digest_reads_in_bands_and_equals_the_whole_image_digest(tmp_path, make):
