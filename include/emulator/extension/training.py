@@ -109,6 +109,21 @@ def _stop_training_job(self: SageMakerResponse) -> EmptyResult:
     return EmptyResult()
 
 
+def _stop_tuning_job(self: SageMakerResponse) -> EmptyResult:
+    """StopHyperParameterTuningJob: Stopping, its running training job stopped, then Stopped (as AWS
+    does: "stops all running training jobs"); an unknown job answers ValidationException, as the
+    other Stop… calls here do."""
+    name = self._get_param("HyperParameterTuningJobName")
+    job = self.sagemaker_backend.hyper_parameter_tuning_jobs.get(name)
+    if job is None:
+        raise ValidationError(f"Requested resource not found: hyper-parameter tuning job {name}")
+    if job.hyper_parameter_tuning_job_status == "InProgress":
+        job.hyper_parameter_tuning_job_status = "Stopping"
+        with _lock:
+            _stop_requests.add((self.current_account, self.region, f"tuning:{name}"))
+    return EmptyResult()
+
+
 def _transition(job: Any, status: str, message: str) -> None:
     now = _now()
     transitions = job.secondary_status_transitions
@@ -388,6 +403,8 @@ def _run_tuning(runtime: Runtime, key: tuple[str, str, str]) -> None:
     rng = random.Random(name)
     results: list[dict[str, Any]] = []
     for index in range(count):
+        if (account, region, f"tuning:{name}") in _stop_requests:
+            break
         tuned = sample_hyperparameters(config.get("ParameterRanges", {}), rng)
         suffix = hashlib.sha1(f"{name}-{index}".encode()).hexdigest()[:8]
         training_name = f"{name}-{index + 1:03d}-{suffix}"
@@ -410,6 +427,10 @@ def _run_tuning(runtime: Runtime, key: tuple[str, str, str]) -> None:
             described = sagemaker.describe_training_job(TrainingJobName=training_name)
             if described["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
                 break
+            if (account, region, f"tuning:{name}") in _stop_requests and described[
+                "TrainingJobStatus"
+            ] == "InProgress":
+                sagemaker.stop_training_job(TrainingJobName=training_name)
             time.sleep(0.5)
         job.training_job_status_counters["InProgress"] -= 1
         status = described["TrainingJobStatus"]
@@ -432,6 +453,13 @@ def _run_tuning(runtime: Runtime, key: tuple[str, str, str]) -> None:
     now = _now()
     job.hyper_parameter_tuning_end_time = now
     job.last_modified_time = now
+    with _lock:
+        stopped = (account, region, f"tuning:{name}") in _stop_requests
+        _stop_requests.discard((account, region, f"tuning:{name}"))
+    if stopped:
+        job.hyper_parameter_tuning_job_status = "Stopped"
+        log.info("tuning job %s stopped", name)
+        return
     if not scored:
         job.hyper_parameter_tuning_job_status = "Failed"
         job.failure_reason = (
@@ -467,5 +495,6 @@ def register() -> None:
     """Replace moto's instant training and tuning jobs with ones that do the work."""
     SageMakerResponse.create_training_job = _create_training_job
     SageMakerResponse.stop_training_job = _stop_training_job
+    SageMakerResponse.stop_hyper_parameter_tuning_job = _stop_tuning_job
     SageMakerResponse.create_hyper_parameter_tuning_job = _create_tuning_job
     SageMakerResponse.describe_hyper_parameter_tuning_job = _describe_tuning_job

@@ -62,6 +62,49 @@ def test_killing_a_deferred_training_task_stops_its_job(emulator, aws_conn, tmp_
     asyncio.run(trigger.on_kill())  # a job already stopped: said in the log, never raised
 
 
+def test_killing_a_deferred_tuning_task_stops_the_tuning_job_and_its_training_job(
+    emulator, aws_conn, tmp_path, slow_training
+):
+    from deeplens_pipeline.training import tuning_job_config
+
+    iam = boto3.client("iam", endpoint_url=emulator.url, region_name="us-east-1")
+    ensure_role(iam, "deeplens-sagemaker", "sagemaker-execution-role")
+    root = generate_sample_dataset(tmp_path / "ds", n_images=4)
+    split = stage_sample_split(emulator.url, BUCKET, root, n_train=3)
+    params = validate_params(
+        {
+            "bucket": BUCKET,
+            "classes": split["classes"],
+            "image_shape": 300,
+            "epochs": 2,
+            "lr_scheduler_step": "1",
+        }
+    )
+    sm = boto3.client("sagemaker", endpoint_url=emulator.url, region_name="us-east-1")
+    name = "deeplens-tune-on-kill"
+    sm.create_hyper_parameter_tuning_job(
+        **tuning_job_config(
+            job_name=name,
+            params=params,
+            train_uri=f"s3://{BUCKET}/m/train.manifest",
+            validation_uri=f"s3://{BUCKET}/m/validation.manifest",
+            output_uri=f"s3://{BUCKET}/output/",
+            num_training_samples=3,
+        )
+    )
+    trigger = SageMakerJobTrigger(
+        job_name=name, job_type="tuning", waiter_delay=1, aws_conn_id=aws_conn, region_name="us-east-1"
+    )
+    asyncio.run(trigger.on_kill())
+    job = wait_for_job(
+        lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+        "HyperParameterTuningJobStatus",
+    )
+    assert job["HyperParameterTuningJobStatus"] == "Stopped"
+    children = sm.list_training_jobs(NameContains=name)["TrainingJobSummaries"]
+    assert all(c["TrainingJobStatus"] == "Stopped" for c in children)
+
+
 def test_every_job_type_the_pipeline_defers_on_has_a_stop_action():
     for job_type in ("Training", "Tuning", "Transform"):
         action, argument = STOP_ACTIONS[job_type.lower()]
