@@ -52,8 +52,10 @@ with DAG(
     # A bad value fails at once (AirflowFailException, never retried); other errors retry like any task.
     check = CheckParamsOperator(task_id="check_params")
 
+    # Free text goes through tojson: the DAG renders templates as native objects, which would turn
+    # "1e3" or "123" into a number; as JSON it comes back as the text the user gave.
     images = build_images_group(
-        source="{{ params.image_source }}",
+        source="{{ params.image_source | tojson }}",
         bucket="{{ params.bucket }}",
         input_prefix="{{ params.input_prefix }}",
         image_shape="{{ params.image_shape }}",
@@ -62,9 +64,9 @@ with DAG(
         quality="{{ params.jpeg_quality }}",
         max_reject_share="{{ params.max_reject_share }}",
         decode_memory_mb="{{ params.decode_memory_mb }}",
-        label_attribute="{{ params.label_attribute }}",
+        label_attribute="{{ params.label_attribute | tojson }}",
         classes="{{ params.classes }}",
-        manifest="{{ params.labels_manifest }}",
+        manifest="{{ params.labels_manifest | tojson }}",
         region_name="{{ params.region }}",
         aws_conn_id=CONN_ID,
     )

@@ -115,3 +115,16 @@ def test_the_lambda_gets_its_own_role(dag):
 def test_check_params_retries_like_any_task(dag):
     """Only a bad value must not be retried (the operator raises AirflowFailException for it)."""
     assert dag.get_task("check_params").retries == 2
+
+
+@pytest.mark.parametrize("value", ["1e3", "123", "", "photos/2026"])
+def test_free_text_params_reach_the_images_group_as_the_text_given(dag, value):
+    """Templates render as native objects: "1e3" must not become 1000.0 on its way to a task."""
+    env = dag.get_template_env()
+    plan = dag.get_task("images.plan_shards")
+    collect = dag.get_task("images.collect")
+    params = {"image_source": value, "labels_manifest": value, "label_attribute": value}
+    for template in (plan.source, plan.manifest, collect.label_attribute):
+        assert env.from_string(template).render(params=params) == value
+    # Without tojson the same template gives a number: the test can fail.
+    assert env.from_string("{{ params.image_source }}").render(params={"image_source": "1e3"}) == 1000.0
