@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,8 +152,3 @@ async def answered_counts(
                 break
             page += 1
     return answered, seen
-
-
-def monotonic() -> float:
-    """The clock the trigger's backoff uses (a seam for tests)."""
-    return time.monotonic()
