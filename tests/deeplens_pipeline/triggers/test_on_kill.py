@@ -26,30 +26,30 @@ def slow_training(emulator):
     emulator.settings.training_max_seconds = before
 
 
-def test_killing_a_deferred_training_task_stops_its_job(emulator, aws_conn, tmp_path, slow_training):
+@pytest.fixture
+def staged(emulator, tmp_path):
+    """A staged train/validation split and the job request's channel arguments, with the role."""
     iam = boto3.client("iam", endpoint_url=emulator.url, region_name="us-east-1")
     ensure_role(iam, "deeplens-sagemaker", "sagemaker-execution-role")
     root = generate_sample_dataset(tmp_path / "ds", n_images=4)
     split = stage_sample_split(emulator.url, BUCKET, root, n_train=3)
-    params = validate_params(
-        {
-            "bucket": BUCKET,
-            "classes": split["classes"],
-            "image_shape": 300,
-            "epochs": 2,
-            "lr_scheduler_step": "1",
-        }
-    )
+    params = {"bucket": BUCKET, "classes": split["classes"], "image_shape": 300, "epochs": 2}
+    return {
+        "params": validate_params({**params, "lr_scheduler_step": "1"}),
+        "train_uri": f"s3://{BUCKET}/m/train.manifest",
+        "validation_uri": f"s3://{BUCKET}/m/validation.manifest",
+        "output_uri": f"s3://{BUCKET}/output/",
+        "num_training_samples": 3,
+    }
+
+
+def test_killing_a_deferred_training_task_stops_its_job(emulator, aws_conn, staged, slow_training):
     sm = boto3.client("sagemaker", endpoint_url=emulator.url, region_name="us-east-1")
     name = "deeplens-train-on-kill"
     sm.create_training_job(
         **training_job_config(
             job_name=name,
-            params=params,
-            train_uri=f"s3://{BUCKET}/m/train.manifest",
-            validation_uri=f"s3://{BUCKET}/m/validation.manifest",
-            output_uri=f"s3://{BUCKET}/output/",
-            num_training_samples=3,
+            **staged,
         )
     )
     trigger = SageMakerJobTrigger(
@@ -63,33 +63,16 @@ def test_killing_a_deferred_training_task_stops_its_job(emulator, aws_conn, tmp_
 
 
 def test_killing_a_deferred_tuning_task_stops_the_tuning_job_and_its_training_job(
-    emulator, aws_conn, tmp_path, slow_training
+    emulator, aws_conn, staged, slow_training
 ):
     from deeplens_pipeline.training import tuning_job_config
 
-    iam = boto3.client("iam", endpoint_url=emulator.url, region_name="us-east-1")
-    ensure_role(iam, "deeplens-sagemaker", "sagemaker-execution-role")
-    root = generate_sample_dataset(tmp_path / "ds", n_images=4)
-    split = stage_sample_split(emulator.url, BUCKET, root, n_train=3)
-    params = validate_params(
-        {
-            "bucket": BUCKET,
-            "classes": split["classes"],
-            "image_shape": 300,
-            "epochs": 2,
-            "lr_scheduler_step": "1",
-        }
-    )
     sm = boto3.client("sagemaker", endpoint_url=emulator.url, region_name="us-east-1")
     name = "deeplens-tune-on-kill"
     sm.create_hyper_parameter_tuning_job(
         **tuning_job_config(
             job_name=name,
-            params=params,
-            train_uri=f"s3://{BUCKET}/m/train.manifest",
-            validation_uri=f"s3://{BUCKET}/m/validation.manifest",
-            output_uri=f"s3://{BUCKET}/output/",
-            num_training_samples=3,
+            **staged,
         )
     )
     trigger = SageMakerJobTrigger(
