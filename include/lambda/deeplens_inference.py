@@ -55,7 +55,11 @@ def _canvas(shape, dtype, left, top):
 
 
 def model_input(frame, size, mode):
-    """The square ``size`` x ``size`` model input made from ``frame`` by ``mode`` (see RESIZE_MODES)."""
+    """The square ``size`` x ``size`` RGB model input made from BGR ``frame`` by ``mode`` (RESIZE_MODES).
+
+    The camera gives BGR frames and the device feeds the model what it is given; SageMaker's object
+    detection trains on RGB images, so the channels are swapped here (else blue reads as orange).
+    """
     height, width = frame.shape[:2]
     region = logic.input_region(width, height, mode)
     if mode == "letterbox":
@@ -65,7 +69,7 @@ def model_input(frame, size, mode):
         source = frame[region.top : region.top + region.side, region.left : region.left + region.side]
     else:
         source = frame
-    return cv2.resize(source, (size, size))
+    return np.ascontiguousarray(cv2.resize(source, (size, size))[:, :, ::-1])
 
 
 def load_model(config, publish):
