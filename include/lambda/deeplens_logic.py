@@ -325,9 +325,29 @@ def cloud_output(found):
     return output
 
 
+DETECTIONS_KEY = "detections"
+RESERVED_KEYS = (DETECTIONS_KEY, "status", "error", "stage", "where")
+"""Keys of the function's messages besides the labels: no class may be named like one of them."""
+
+
 def detections_payload(found):
-    """JSON text of ``cloud_output`` (``{}`` when nothing is detected, as the seed describes)."""
-    return json.dumps(cloud_output(found), sort_keys=True)
+    """JSON text of ``cloud_output`` (``{}`` when nothing is detected, as the seed describes), plus,
+    when something is, ``"detections"``: every detection with its box in frame pixels, best first
+    (``[{"label", "prob", "xmin", "ymin", "xmax", "ymax"}]``), so a watcher can draw or score it."""
+    output = cloud_output(found)
+    if found:
+        output[DETECTIONS_KEY] = [
+            {
+                "label": d.label,
+                "prob": round(d.prob, 4),
+                "xmin": d.xmin,
+                "ymin": d.ymin,
+                "xmax": d.xmax,
+                "ymax": d.ymax,
+            }
+            for d in sorted(found, key=lambda d: -d.prob)
+        ]
+    return json.dumps(output, sort_keys=True)
 
 
 def status_payload(message):

@@ -153,9 +153,19 @@ def _class_key(name: str) -> str:
     return "".join(name.split()).casefold()
 
 
+RESERVED_CLASS_NAMES = ("detections", "status", "error", "stage", "where")
+"""The device's messages use these keys beside the labels (``include/lambda/deeplens_logic.py``'s
+``RESERVED_KEYS``; a test checks the two agree): a class named so would be misread."""
+
+
 def _classes_problem(classes: list[str]) -> str | None:
     seen: dict[str, str] = {}
     for name in classes:
+        if _class_key(name) in RESERVED_CLASS_NAMES:
+            return (
+                f"{name!r} is a key of the device's messages ({', '.join(RESERVED_CLASS_NAMES)}): "
+                "name the class otherwise"
+            )
         other = seen.setdefault(_class_key(name), name)
         if other != name:
             return (

@@ -529,3 +529,20 @@ def test_every_pattern_means_the_same_in_ecma_262_and_in_python():
 def test_a_schema_alone_lets_nan_through():
     """Why validate_params checks it: NaN compares false with any bound, so jsonschema lets it through."""
     assert jsonschema.Draft202012Validator(PARAM_SPECS["learning_rate"].schema).is_valid(math.nan)
+
+
+def test_a_class_named_like_a_key_of_the_devices_messages_is_refused():
+    """The device publishes ``{label: prob, "detections": [...]}``; status and errors are messages too."""
+    import importlib.util
+
+    from deeplens_pipeline.params import RESERVED_CLASS_NAMES, ParamError, validate_params
+
+    spec = importlib.util.spec_from_file_location(
+        "deeplens_logic_keys",
+        Path(__file__).resolve().parents[2] / "include" / "lambda" / "deeplens_logic.py",
+    )
+    logic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(logic)
+    assert tuple(logic.RESERVED_KEYS) == RESERVED_CLASS_NAMES
+    with pytest.raises(ParamError, match="'Detections' is a key of the device's messages"):
+        validate_params({"bucket": "deeplens-ok", "classes": ["blue_box", "Detections"]})

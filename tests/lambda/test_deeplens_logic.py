@@ -247,7 +247,19 @@ def test_payloads() -> None:
         logic.Detection("bar", 0, 0.5, 1, 2, 3, 4),
         logic.Detection("box", 1, 0.6, 1, 2, 3, 4),
     ]
-    assert json.loads(logic.detections_payload(found)) == {"bar": 0.8765, "box": 0.6}
+    body = json.loads(logic.detections_payload(found))
+    assert {k: v for k, v in body.items() if k != "detections"} == {"bar": 0.8765, "box": 0.6}
+    assert [d["prob"] for d in body["detections"]] == [0.8765, 0.6, 0.5]  # every one, best first
+    assert len(body["detections"]) == len(found)
+    for item, detection in zip(body["detections"], sorted(found, key=lambda d: -d.prob), strict=True):
+        assert item == {
+            "label": detection.label,
+            "prob": round(detection.prob, 4),
+            "xmin": detection.xmin,
+            "ymin": detection.ymin,
+            "xmax": detection.xmax,
+            "ymax": detection.ymax,
+        }
     assert logic.detections_payload([]) == "{}"
     assert json.loads(logic.status_payload("loading")) == {"status": "loading"}
     assert logic.annotation_text(found[0]) == "bar: 87.65%"
