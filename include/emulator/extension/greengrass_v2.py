@@ -38,7 +38,8 @@ What AWS does, and where it is written (the report of the change lists the same)
   the bucket and ``s3:GetObject`` on the object (the role's inline and attached policies, evaluated
   by :mod:`.role_permissions`), downloads it, checks the digest, unzips ``ZIP`` artifacts, and checks a
   ``.tar.gz``/``.tgz`` model archive as the Greengrass V1 DeepLens does
-  (:func:`emulator.extension.greengrass.check_model_archive`). Lifecycle scripts are not run.
+  (:func:`emulator.extension.greengrass.check_model_archive`). Lifecycle scripts are not run here:
+  a core registered with a deployment agent (below) runs them on its simulated device.
 
 How the emulator learns that a thing is a Greengrass V2 core: a real core device appears when its
 nucleus first connects, with the ``iotRoleAlias`` of its local configuration (default
@@ -47,6 +48,19 @@ nucleus first connects, with the ``iotRoleAlias`` of its local configuration (de
 ``{"coreDeviceThingName", "iotRoleAlias", "region", "accountId"?, "platform"?, "architecture"?}``
 (:func:`emulator.seed.register_core_device` sends it). The thing must exist; the role alias need
 not (a core with a wrong alias connects, then fails its deployments, as on AWS).
+
+A core registered with ``"deploymentAgent": true`` has a simulated nucleus on a simulated device
+(:mod:`emulator.simulated_deeplens.greengrass_core`) that applies its deployments for real. A real
+nucleus is never called by the cloud: it keeps a connection open and takes its next deployment from
+AWS IoT Jobs (``StartNextPendingJobExecution``), then reports the outcome (``UpdateJobExecution``,
+whose status details become the effective deployment's). The agent does the same over two
+emulator-only calls (JSON bodies with ``region`` and ``accountId``):
+``POST <endpoint>/moto-api/emulator/greengrass-v2/core-devices/<thing>/deployments/next`` answers the
+next deployment that passed the checks above (200: the job document, with each component's recipe,
+its digests, the manifest for the core's platform and the merged configuration) or 204 when none
+waits; ``POST .../core-devices/<thing>/deployments/<deploymentId>`` with ``{"status": "COMPLETED" |
+"FAILED", "reason", "errorStack", "errorTypes"}`` ends it (``SUCCEEDED`` for a thing group target).
+Until then the deployment stays ``IN_PROGRESS``, as it does on AWS while the device works.
 """
 
 from __future__ import annotations
@@ -105,6 +119,9 @@ _core_devices: dict[tuple[str, str, str], dict[str, Any]] = {}
 _effective: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
 _tokens: dict[tuple[str, str, str, str], tuple[datetime, dict[str, Any]]] = {}
 _tokens_in_progress: set[tuple[str, str, str, str]] = set()
+_agent_jobs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+_AGENT_PATH = re.compile(r"/core-devices/(?P<thing>[^/?]+)/deployments/(?P<deployment>[^/?]+)/?(?:\?.*)?$")
+_AGENT_STATES = ("COMPLETED", "FAILED")
 
 
 def _now() -> datetime:
@@ -626,7 +643,7 @@ class GreengrassV2Response(BaseResponse):
                 raise ResourceNotFoundException(
                     f"Core device {thing} does not exist", resource_id=thing, resource_type="CORE_DEVICE"
                 )
-            answer = {k: v for k, v in core.items() if k != "iotRoleAlias"}
+            answer = {k: v for k, v in core.items() if k not in ("iotRoleAlias", "deploymentAgent")}
         return ActionResult(answer)
 
     def list_core_devices(self) -> ActionResult:
@@ -755,8 +772,12 @@ def register_core_device(
     platform: str = "linux",
     architecture: str = "amd64",
     core_version: str = "2.14.3",
+    deployment_agent: bool = False,
 ) -> dict[str, Any]:
-    """Make the IoT thing ``thing_name`` a Greengrass V2 core whose nucleus uses ``role_alias``."""
+    """Make the IoT thing ``thing_name`` a Greengrass V2 core whose nucleus uses ``role_alias``.
+
+    ``deployment_agent``: a simulated nucleus takes this core's deployments (module docstring).
+    """
     iot = iot_backends[account][region]
     if not any(t.thing_name == thing_name for t in iot.things.values()):
         raise LookupError(f"IoT thing {thing_name} does not exist in {account}/{region}")
@@ -770,6 +791,7 @@ def register_core_device(
         "lastStatusUpdateTimestamp": _now(),
         "tags": {},
         "iotRoleAlias": role_alias,
+        "deploymentAgent": deployment_agent,
     }
     with _lock:
         _core_devices[(account, region, thing_name)] = core
@@ -790,6 +812,7 @@ def _register_handler(request: Any, full_url: str, headers: Any) -> tuple[int, d
             role_alias=str(body.get("iotRoleAlias") or DEFAULT_ROLE_ALIAS),
             platform=str(body.get("platform") or "linux"),
             architecture=str(body.get("architecture") or "amd64"),
+            deployment_agent=bool(body.get("deploymentAgent")),
         )
     except (KeyError, ValueError) as err:
         return 400, {}, json.dumps({"message": f"bad registration: {err}"})
@@ -824,9 +847,117 @@ def _apply(runtime: Runtime, account: str, region: str, thing: str, deployment_i
             statusDetails={"errorStack": failure.stack, "errorTypes": failure.types},
         )
         return
+    if core.get("deploymentAgent"):
+        document = _job_document(account, region, core, deployment)
+        with _lock:
+            _agent_jobs.setdefault(key, []).append(document)
+        log.info("Greengrass V2 deployment %s waits for the nucleus of %s", deployment_id, thing)
+        return
     done = "COMPLETED" if ":thing/" in deployment["targetArn"] else "SUCCEEDED"
     _set_effective(key, deployment_id, coreDeviceExecutionStatus=done)
     log.info("Greengrass V2 deployment %s on %s: %s", deployment_id, thing, done)
+
+
+def _merge(base: Any, update: Any) -> Any:
+    """``update`` merged into ``base`` as the nucleus merges a configuration update (objects deeply)."""
+    if isinstance(base, dict) and isinstance(update, dict):
+        merged = dict(base)
+        for name, value in update.items():
+            merged[name] = _merge(base.get(name), value)
+        return merged
+    return update
+
+
+def _reset(config: dict[str, Any], default: dict[str, Any], pointers: list[str]) -> dict[str, Any]:
+    """``config`` with each JSON pointer of ``pointers`` back to its default (or removed)."""
+    config = json.loads(json.dumps(config))
+    for pointer in pointers:
+        if pointer in ("", "/"):
+            return json.loads(json.dumps(default))
+        names = [p.replace("~1", "/").replace("~0", "~") for p in pointer.lstrip("/").split("/")]
+        target, source = config, default
+        for name in names[:-1]:
+            target = target.setdefault(name, {}) if isinstance(target, dict) else {}
+            source = source.get(name, {}) if isinstance(source, dict) else {}
+        if isinstance(target, dict):
+            if isinstance(source, dict) and names[-1] in source:
+                target[names[-1]] = json.loads(json.dumps(source[names[-1]]))
+            else:
+                target.pop(names[-1], None)
+    return config
+
+
+def _job_document(
+    account: str, region: str, core: dict[str, Any], deployment: dict[str, Any]
+) -> dict[str, Any]:
+    """What the nucleus gets for ``deployment``: per component its recipe, manifest and configuration."""
+    components = {}
+    for name, spec in (deployment.get("components") or {}).items():
+        version = spec["componentVersion"]
+        with _lock:
+            recipe = json.loads(
+                json.dumps(_components[(account, region, name, version)]["recipe"], default=str)
+            )
+        manifest = next(
+            m for m in _field(recipe, "Manifests") or [] if _platform_matches(_field(m, "Platform"), core)
+        )
+        default = _field(_field(recipe, "ComponentConfiguration"), "DefaultConfiguration") or {}
+        update = spec.get("configurationUpdate") or {}
+        configuration = _reset(default, default, list(update.get("reset") or []))
+        if update.get("merge"):
+            configuration = _merge(configuration, json.loads(update["merge"]))
+        components[name] = {
+            "componentVersion": version,
+            "recipe": recipe,
+            "manifest": manifest,
+            "configuration": configuration,
+        }
+    return {
+        "deploymentId": deployment["deploymentId"],
+        "targetArn": deployment["targetArn"],
+        "deploymentPolicies": deployment.get("deploymentPolicies") or {},
+        "components": components,
+    }
+
+
+def _agent_handler(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+    """The simulated nucleus's two calls: take the next deployment, report one's outcome."""
+    match = _AGENT_PATH.search(full_url)
+    if request.method != "POST" or match is None:
+        return 405, {}, json.dumps({"message": "POST .../deployments/next or .../deployments/<id>"})
+    try:
+        body = json.loads(request.get_data() or b"{}")
+    except ValueError as err:
+        return 400, {}, json.dumps({"message": f"bad body: {err}"})
+    account = str(body.get("accountId") or DEFAULT_ACCOUNT_ID)
+    key = (account, str(body.get("region") or "us-east-1"), match.group("thing"))
+    json_type = {"Content-Type": "application/json"}
+    with _lock:
+        core = _core_devices.get(key)
+        if core is None or not core.get("deploymentAgent"):
+            return 404, {}, json.dumps({"message": f"{key[2]} is no core device with a deployment agent"})
+        if match.group("deployment") == "next":
+            jobs = _agent_jobs.get(key) or []
+            return (200, json_type, json.dumps(jobs.pop(0), default=str)) if jobs else (204, {}, "")
+        effective = _effective.get(key, {}).get(match.group("deployment"))
+        if effective is None or effective["coreDeviceExecutionStatus"] != "IN_PROGRESS":
+            return 409, {}, json.dumps({"message": "no such deployment in progress on this core"})
+        target = effective["targetArn"]
+    status = str(body.get("status"))
+    if status not in _AGENT_STATES:
+        return 400, {}, json.dumps({"message": f"status must be one of {', '.join(_AGENT_STATES)}"})
+    fields: dict[str, Any] = {"coreDeviceExecutionStatus": status}
+    if status == "COMPLETED" and ":thing/" not in target:
+        fields["coreDeviceExecutionStatus"] = "SUCCEEDED"
+    if status == "FAILED":
+        fields["reason"] = str(body.get("reason") or "")
+        fields["statusDetails"] = {
+            "errorStack": [str(c) for c in body.get("errorStack") or []],
+            "errorTypes": [str(t) for t in body.get("errorTypes") or []],
+        }
+    _set_effective(key, match.group("deployment"), **fields)
+    log.info("Greengrass V2 deployment %s on %s: %s", match.group("deployment"), key[2], fields)
+    return 200, json_type, json.dumps({"coreDeviceExecutionStatus": fields["coreDeviceExecutionStatus"]})
 
 
 def _platform_matches(platform: Any, core: dict[str, Any]) -> bool:
@@ -976,3 +1107,6 @@ def register() -> None:
     """Serve ``/greengrass/v2/...`` on moto's Greengrass endpoint, and the core registration call."""
     greengrass_urls.url_paths["{0}/greengrass/v2/(?P<greengrass_v2_path>.+)$"] = GreengrassV2Response.dispatch
     moto_api_urls.url_paths["{0}" + REGISTER_PATH + "$"] = _register_handler
+    moto_api_urls.url_paths[
+        "{0}" + REGISTER_PATH + "/(?P<thing>[^/]+)/deployments/(?P<deployment>[^/]+)$"
+    ] = _agent_handler
