@@ -8,7 +8,10 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.12.3
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)/include
 
-.PHONY: all env ml-env ls-env demo test lint format bench-images bench-upload bench-model bench-training bench-parse mwaa-bundle clean
+.PHONY: all env ml-env ls-env demo test lint format bench-images bench-upload bench-model bench-training bench-parse bench-device mwaa-bundle clean
+# The older MWAA versions teams run: an environment, a bundle and a test run each (see README).
+MWAA_OLDER := 3.0.6 2.11.0
+.PHONY: $(addprefix mwaa-env-,$(MWAA_OLDER)) $(addprefix mwaa-bundle-,$(MWAA_OLDER)) $(addprefix test-mwaa-,$(MWAA_OLDER)) test-mwaa-older
 
 all: test
 
@@ -35,20 +38,42 @@ $(LS_VENV)/.installed: requirements/label-studio.txt $(VENV)/.installed
 	$(UV) pip install -q --python $(LS_VENV)/bin/python -r requirements/label-studio.txt
 	touch $@
 
+# An older MWAA's Airflow environment: its constraints, its requirements file, and the test tools at
+# the versions the 3.3.1 environment uses (the emulator is written against moto 5.2.5), so their
+# pins (and moto's py-partiql-parser) are taken out of that version's constraints.
+.venv-mwaa-%/.installed: requirements/mwaa/%.txt requirements/mwaa/dev-%.txt requirements/mwaa/dev-overrides.txt constraints/airflow-%-py3.12.txt $(VENV)/.installed
+	test -x .venv-mwaa-$*/bin/python || $(UV) venv -q --python $(PYTHON) .venv-mwaa-$*
+	sed '/^--constraint/d' requirements/mwaa/$*.txt > .venv-mwaa-$*/requirements-mwaa.txt
+	grep -v -E '^(moto|pytest|hypothesis|py-partiql-parser)==' constraints/airflow-$*-py3.12.txt > .venv-mwaa-$*/constraints.txt
+	$(UV) pip install -q --python .venv-mwaa-$*/bin/python -c .venv-mwaa-$*/constraints.txt \
+	  -r .venv-mwaa-$*/requirements-mwaa.txt -r requirements/mwaa/dev-$*.txt -r requirements/mwaa/dev-overrides.txt
+	touch $@
+
 env: $(VENV)/.installed
 ml-env: $(ML_VENV)/.installed
 ls-env: $(LS_VENV)/.installed
+$(addprefix mwaa-env-,$(MWAA_OLDER)): mwaa-env-%: .venv-mwaa-%/.installed
 
 ## Run the whole DAG on the embedded emulator and print its summary.
 demo: env ml-env ls-env
 	$(VENV)/bin/python scripts/demo.py $(DEMO_ARGS)
 
-## The test suite: lint, the Airflow environment's tests, then the ML tools environment's.
-test: env ml-env ls-env
+## The test suite: lint, the Airflow environment's tests, the ML tools environment's, then the DAG's
+## tests and one end-to-end run under MWAA 3.0.6 and 2.11.0.
+test: env ml-env ls-env test-mwaa-older
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 	$(ML_VENV)/bin/python -m pytest -c tests/ml_tools/pytest.ini tests/ml_tools $(PYTEST_ARGS)
 	$(ML_VENV)/bin/python -m pytest -c tests/lambda/pytest.ini tests/lambda $(PYTEST_ARGS)
+	$(ML_VENV)/bin/python -m pytest -c tests/deeplens_device/pytest.ini tests/deeplens_device $(PYTEST_ARGS)
+
+# What depends on the Airflow version: the DAG, the operators, hooks and triggers, the bundle as MWAA
+# lays it out, and one whole run on the emulator (the training branch with Ground Truth).
+MWAA_OLDER_TESTS := tests/dags tests/deeplens_pipeline/operators tests/deeplens_pipeline/triggers \
+  tests/test_build_mwaa_bundle.py tests/e2e/test_dag_on_emulator.py
+test-mwaa-older: $(addprefix test-mwaa-,$(MWAA_OLDER))
+$(addprefix test-mwaa-,$(MWAA_OLDER)): test-mwaa-%: .venv-mwaa-%/.installed ml-env ls-env
+	.venv-mwaa-$*/bin/python -m pytest $(MWAA_OLDER_TESTS) $(PYTEST_ARGS)
 
 lint: env
 	$(VENV)/bin/ruff check .
@@ -61,6 +86,9 @@ format: env
 ## What to upload to MWAA: build/mwaa/{dags/,plugins.zip,requirements.txt}
 mwaa-bundle:
 	$(PYTHON) scripts/build_mwaa_bundle.py
+## The same for MWAA 3.0.6 and 2.11.0: build/mwaa-<version>/
+$(addprefix mwaa-bundle-,$(MWAA_OLDER)): mwaa-bundle-%:
+	$(PYTHON) scripts/build_mwaa_bundle.py --airflow-version $*
 
 ## Benchmarks (not tests): each prints its figure against a baseline run in the same command.
 bench-images: env
@@ -75,8 +103,11 @@ bench-model: ml-env
 bench-parse: env
 	$(VENV)/bin/python scripts/bench_parse.py
 
+bench-device: ml-env
+	$(ML_VENV)/bin/python scripts/bench_device.py $(BENCH_ARGS)
+
 bench-training: ml-env
 	$(ML_VENV)/bin/python -m ml_tools.bench_training --image-shape 300 --max-seconds 240
 
 clean:
-	rm -rf $(VENV) $(ML_VENV) $(LS_VENV) .venv-awscli .demo build .pytest_cache
+	rm -rf $(VENV) $(ML_VENV) $(LS_VENV) $(addprefix .venv-mwaa-,$(MWAA_OLDER)) .venv-awscli .demo build .pytest_cache

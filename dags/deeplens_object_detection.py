@@ -14,8 +14,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, Param, TriggerRule
-
+from deeplens_pipeline.airflow_compat import DAG, Param, TriggerRule
 from deeplens_pipeline.operators.base import DEFAULT_CONN_ID
 from deeplens_pipeline.operators.config import CheckParamsOperator
 from deeplens_pipeline.operators.deploy import DeployToDeviceOperator, PublishInferenceLambdaOperator

@@ -66,7 +66,10 @@ def test_params_are_typed_with_json_schema(dag):
 
 
 def test_bad_param_value_is_refused_naming_it(dag):
-    from airflow.sdk.definitions.param import ParamsDict
+    try:
+        from airflow.sdk.definitions.param import ParamsDict
+    except ImportError:  # Airflow 2
+        from airflow.models.param import ParamsDict
 
     bad = ParamsDict({k: dag.params.get_param(k) for k in dag.params})
     with pytest.raises(Exception, match="bucket"):

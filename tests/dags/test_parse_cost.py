@@ -31,7 +31,10 @@ HEAVY = (
 PROBE = """
 import importlib.util, json, sys
 
-import airflow.sdk  # what a parse process has before it reads the file
+try:
+    import airflow.sdk  # what a parse process has before it reads the file
+except ImportError:  # Airflow 2
+    import airflow.models.dag
 
 before = set(sys.modules)
 spec = importlib.util.spec_from_file_location("deeplens_object_detection_probe", sys.argv[1])
@@ -78,10 +81,16 @@ def _dag():
 def test_serialising_renders_each_tasks_params_once_and_changes_nothing(monkeypatch):
     """Airflow renders a task's Params twice more than it keeps (each time validating all of them):
     the pipeline's operators skip those passes, and the serialized DAG stays exactly the same."""
-    from airflow.sdk import BaseOperator
-    from airflow.sdk.definitions.param import ParamsDict
-    from airflow.serialization.serialized_objects import DagSerialization
+    try:
+        from airflow.sdk.definitions.param import ParamsDict
+    except ImportError:  # Airflow 2
+        from airflow.models.param import ParamsDict
+    try:
+        from airflow.serialization.serialized_objects import DagSerialization
+    except ImportError:  # before Airflow 3.2
+        from airflow.serialization.serialized_objects import SerializedDAG as DagSerialization
 
+    from deeplens_pipeline.airflow_compat import BaseOperator
     from deeplens_pipeline.operators.base import ParamsSerializedOnce
 
     dag = _dag()

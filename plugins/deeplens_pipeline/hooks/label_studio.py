@@ -48,7 +48,7 @@ class LabelStudioServer:
 
 def server_from_connection(conn_id: str = DEFAULT_CONN_ID) -> LabelStudioServer:
     """Read the Airflow connection ``conn_id`` (the error names it when it is missing or empty)."""
-    from airflow.sdk import BaseHook
+    from deeplens_pipeline.airflow_compat import BaseHook
 
     try:
         conn = BaseHook.get_connection(conn_id)

@@ -13,14 +13,12 @@ that work in an operator of its own, in a module only the task imports, and runs
 
 from __future__ import annotations
 
-import contextvars
 import importlib
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any, ClassVar
 
-from airflow.sdk import BaseOperator
-
+from deeplens_pipeline.airflow_compat import BaseOperator, run_nested
 from deeplens_pipeline.operators.base import ParamsSerializedOnce
 
 AWS_TEMPLATE_FIELDS = ("aws_conn_id", "region_name", "verify")
@@ -87,14 +85,5 @@ class AwsOperator(ParamsSerializedOnce, BaseOperator):
 
 
 def run_operator(operator: BaseOperator, method: str, *args: Any) -> Any:
-    """``operator.<method>(*args)``, run as the task's own code, the way the task runner runs it.
-
-    Airflow guards ``execute`` against being called from anywhere but the task runner (it logs
-    "cannot be called outside of the Task Runner!"); the runner marks the task it runs in a copy
-    of the context, and so does this, for the operator that does the task's work.
-    """
-    from airflow.sdk.bases.operator import ExecutorSafeguard
-
-    context = contextvars.copy_context()
-    context.run(ExecutorSafeguard.tracker.set, operator)
-    return context.run(getattr(operator, method), *args)
+    """``operator.<method>(*args)``, run as the task's own code (see ``airflow_compat.run_nested``)."""
+    return run_nested(operator, method, *args)

@@ -6,8 +6,7 @@ import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-
+from deeplens_pipeline.airflow_compat import BaseOperator
 from deeplens_pipeline.layout import BucketLayout
 from deeplens_pipeline.naming import RunScope
 from deeplens_pipeline.params import validate_params
@@ -36,7 +35,7 @@ def environment_id(*, create: bool = False) -> str:
     value = os.environ.get(ENVIRONMENT_ENV, "").strip()
     if value:
         return value
-    from airflow.sdk import Variable
+    from deeplens_pipeline.airflow_compat import Variable
 
     value = Variable.get(ENVIRONMENT_VARIABLE, default=None)
     if value:
@@ -59,6 +58,16 @@ def run_scope(context: Any, *, create_environment: bool = False) -> RunScope:
     if not dag_id or not run_id:
         raise ValueError("the task context names no DAG or no run: job names derive from both")
     return RunScope(environment_id(create=create_environment), dag_id, run_id)
+
+
+def xcom_outputs(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without its ``None`` entries: what a ``multiple_outputs`` task returns.
+
+    Airflow 3.0.x refuses to store a ``None`` XCom pushed per key (its execution API answers 422,
+    apache/airflow#55062), so the task would fail on MWAA 3.0.6; a key left out reads as ``None``
+    (``xcom_pull`` and ``dict.get``) on every version.
+    """
+    return {key: value for key, value in values.items() if value is not None}
 
 
 class ParamsSerializedOnce:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
+from deeplens_pipeline.airflow_compat import AirflowFailException
 from deeplens_pipeline.naming import labeling_job_name, training_job_name, tuning_job_name
 from deeplens_pipeline.operators.base import PipelineOperator, run_config, run_scope
 from deeplens_pipeline.params import ParamError, param_warnings

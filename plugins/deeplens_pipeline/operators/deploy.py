@@ -14,8 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from airflow.exceptions import AirflowException
-
+from deeplens_pipeline.airflow_compat import AirflowException
 from deeplens_pipeline.deploy.base import (
     FAILURE,
     METHODS,
@@ -43,7 +42,7 @@ from deeplens_pipeline.lambda_package import (
 )
 from deeplens_pipeline.naming import run_token as make_run_token
 from deeplens_pipeline.operators.aws import AwsOperator, aws_template_fields
-from deeplens_pipeline.operators.base import DEFAULT_CONN_ID, run_config, run_scope
+from deeplens_pipeline.operators.base import DEFAULT_CONN_ID, run_config, run_scope, xcom_outputs
 
 
 def _inference_settings(
@@ -154,7 +153,7 @@ class PublishInferenceLambdaOperator(AwsOperator):
             published.function_arn,
             published.code_sha256,
         )
-        return published.to_dict()
+        return xcom_outputs(published.to_dict())
 
 
 class DeployToDeviceOperator(AwsOperator):

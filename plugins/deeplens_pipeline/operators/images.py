@@ -21,9 +21,14 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, TaskGroup, TriggerRule, XComArg
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
-
+from deeplens_pipeline.airflow_compat import (
+    AirflowException,
+    AirflowFailException,
+    BaseOperator,
+    TaskGroup,
+    TriggerRule,
+    XComArg,
+)
 from deeplens_pipeline.deploy.inference_settings import parse_labels
 from deeplens_pipeline.images import ledger as ledger_mod
 from deeplens_pipeline.images.boxes import LabelSet, match_manifest, parse_manifest

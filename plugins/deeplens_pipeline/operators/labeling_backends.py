@@ -14,10 +14,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
-
 from deeplens_pipeline import groundtruth as gt
 from deeplens_pipeline import label_studio as ls
+from deeplens_pipeline.airflow_compat import AirflowException, AirflowFailException
 from deeplens_pipeline.hooks.groundtruth import GroundTruthHook
 from deeplens_pipeline.layout import BucketLayout, split_s3_uri
 from deeplens_pipeline.naming import RunScope, labeling_job_name

@@ -7,10 +7,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
+from deeplens_pipeline.airflow_compat import AirflowFailException
 from deeplens_pipeline.layout import split_s3_uri
-from deeplens_pipeline.operators.base import PipelineOperator, run_config
+from deeplens_pipeline.operators.base import PipelineOperator, run_config, xcom_outputs
 
 DEPLOY_ARCHIVE = "deploy-model.tar.gz"
 
@@ -87,12 +86,14 @@ class RepackModelOperator(PipelineOperator):
                     self.log.info("Kept the original as s3://%s/%s", bucket, backup_key)
                 s3.load_file(str(repacked), key, bucket, replace=True)
                 backup_uri = f"s3://{bucket}/{backup_key}"
-        return {
-            "uploaded": existing is None or existing.get("Metadata", {}).get("sha256") != digest,
-            "deploy_model_uri": target_uri,
-            "model_name": result.deploy_model_name,
-            "num_classes": result.num_classes,
-            "sha256": digest,
-            "original_uri": source_uri,
-            "original_backup_uri": backup_uri,
-        }
+        return xcom_outputs(
+            {
+                "uploaded": existing is None or existing.get("Metadata", {}).get("sha256") != digest,
+                "deploy_model_uri": target_uri,
+                "model_name": result.deploy_model_name,
+                "num_classes": result.num_classes,
+                "sha256": digest,
+                "original_uri": source_uri,
+                "original_backup_uri": backup_uri,
+            }
+        )

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
-
 from deeplens_pipeline import groundtruth as gt
+from deeplens_pipeline.airflow_compat import AirflowException
 from deeplens_pipeline.manifest_split import SplitError, check_label_width, required_label_width, split_labels
 from deeplens_pipeline.operators.base import PipelineOperator, run_config, run_scope
 from deeplens_pipeline.operators.labeling import read_labels

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from airflow.sdk import BaseBranchOperator
-from airflow.sdk.exceptions import AirflowException
-
 from deeplens_pipeline import training
+from deeplens_pipeline.airflow_compat import AirflowException, BaseBranchOperator
 from deeplens_pipeline.naming import training_job_name, tuning_job_name
 from deeplens_pipeline.operators.aws import AwsOperator, aws_template_fields, import_class, run_operator
 from deeplens_pipeline.operators.base import (

@@ -22,9 +22,9 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerTuningOperator,
 )
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from deeplens_pipeline import training
+from deeplens_pipeline.airflow_compat import AirflowException, AirflowFailException
 from deeplens_pipeline.hooks.groundtruth import describe_or_none
 from deeplens_pipeline.naming import training_job_name, tuning_job_name
 from deeplens_pipeline.operators.base import DEFAULT_CONN_ID, run_config, run_scope

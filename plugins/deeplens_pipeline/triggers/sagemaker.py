@@ -9,7 +9,10 @@ which races Airflow 3.3.1's scheduler (apache/airflow#72716: a red try and a los
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator
+from functools import cached_property
+from typing import Any
 
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.triggers.base import TriggerEvent
@@ -40,8 +43,66 @@ async def stop_job(trigger: object, client_hook: object, action: str, argument: 
     )
 
 
+_PROVIDER_TAKES_REGION = "region_name" in inspect.signature(SageMakerTrigger.__init__).parameters
+"""Amazon provider 9.13 and later (MWAA 3.3.1): the trigger is an ``AwsBaseWaiterTrigger`` with a region.
+Older providers (9.12 on MWAA 3.0.6, 9.8 on 2.11) take ``poke_interval``/``max_attempts`` and no
+region, and serialize themselves under the provider's class path (which would lose this subclass)."""
+
+
 class SageMakerJobTrigger(SageMakerTrigger):
     """``SageMakerTrigger`` that first waits ``waiter_delay`` seconds; the provider does the rest."""
+
+    if not _PROVIDER_TAKES_REGION:
+
+        def __init__(
+            self,
+            job_name: str,
+            job_type: str,
+            waiter_delay: int = 30,
+            waiter_max_attempts: int = 480,
+            aws_conn_id: str | None = "aws_default",
+            region_name: str | None = None,
+            verify: bool | str | None = None,
+            botocore_config: dict | None = None,
+        ) -> None:
+            super().__init__(
+                job_name=job_name,
+                job_type=job_type,
+                poke_interval=waiter_delay,
+                max_attempts=waiter_max_attempts,
+                aws_conn_id=aws_conn_id,
+            )
+            self.waiter_delay, self.attempts = waiter_delay, waiter_max_attempts
+            self.region_name, self.verify, self.botocore_config = region_name, verify, botocore_config
+
+        def serialize(self) -> tuple[str, dict[str, Any]]:
+            return (
+                f"{type(self).__module__}.{type(self).__qualname__}",
+                {
+                    "job_name": self.job_name,
+                    "job_type": self.job_type,
+                    "waiter_delay": self.waiter_delay,
+                    "waiter_max_attempts": self.attempts,
+                    "aws_conn_id": self.aws_conn_id,
+                    "region_name": self.region_name,
+                    "verify": self.verify,
+                    "botocore_config": self.botocore_config,
+                },
+            )
+
+        @cached_property
+        def hook(self) -> Any:  # the old provider reads ``self.hook`` as a property
+            from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+
+            return SageMakerHook(
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+                verify=self.verify,
+                config=self.botocore_config,
+            )
+
+    def _sagemaker_hook(self) -> Any:
+        return self.hook() if _PROVIDER_TAKES_REGION else self.hook
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         await asyncio.sleep(self.waiter_delay)
@@ -50,14 +111,24 @@ class SageMakerJobTrigger(SageMakerTrigger):
 
     async def on_kill(self) -> None:
         """Stop the job when a user marks the deferred task failed or succeeded, or clears it
-        (Airflow calls this only then: not on a triggerer restart, a timeout or completion)."""
+        (Airflow 3.1+ calls this only then: not on a triggerer restart, a timeout or completion;
+        earlier versions never call it)."""
         action, argument = STOP_ACTIONS[self.job_type.lower()]
-        await stop_job(self, self.hook(), action, argument, self.job_name)
+        await stop_job(self, self._sagemaker_hook(), action, argument, self.job_name)
 
     @classmethod
     def from_provider(cls, trigger: SageMakerTrigger, region_name: str | None) -> SageMakerJobTrigger:
         """The wait ``trigger`` (built by the provider's operator) describes, in ``region_name`` when
         it names none (the provider's training operator builds it without a region)."""
+        if not _PROVIDER_TAKES_REGION:
+            return cls(
+                job_name=trigger.job_name,
+                job_type=trigger.job_type,
+                waiter_delay=trigger.poke_interval,
+                waiter_max_attempts=trigger.max_attempts,
+                aws_conn_id=trigger.aws_conn_id,
+                region_name=region_name,
+            )
         return cls(
             job_name=trigger.job_name,
             job_type=trigger.job_type,

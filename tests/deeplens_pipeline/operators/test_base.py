@@ -22,10 +22,10 @@ class VariableStore:
 
 @pytest.fixture
 def variables(monkeypatch):
-    import airflow.sdk
+    from deeplens_pipeline import airflow_compat
 
     store = VariableStore()
-    monkeypatch.setattr(airflow.sdk, "Variable", store)
+    monkeypatch.setattr(airflow_compat, "Variable", store)
     monkeypatch.delenv(base.ENVIRONMENT_ENV, raising=False)
     return store
 
@@ -58,8 +58,7 @@ def test_a_context_without_dag_or_run_is_refused(variables):
 
 
 def test_check_params_fails_a_bad_value_at_once_and_retries_anything_else(variables):
-    from airflow.sdk.exceptions import AirflowFailException
-
+    from deeplens_pipeline.airflow_compat import AirflowFailException
     from deeplens_pipeline.operators.config import CheckParamsOperator
 
     operator = CheckParamsOperator(task_id="check_params", retries=2)
@@ -68,3 +67,8 @@ def test_check_params_fails_a_bad_value_at_once_and_retries_anything_else(variab
     result = operator.execute({**CONTEXT, "params": {}})
     assert result["job_names"]["training_job"].startswith("deeplens-train-202611260500-")
     assert result["warnings"] == []
+
+
+def test_a_multiple_outputs_result_carries_no_none():
+    """Airflow 3.0.x answers 422 to a None pushed per key (apache/airflow#55062): such keys are left out."""
+    assert base.xcom_outputs({"a": 1, "b": None, "c": "", "d": False}) == {"a": 1, "c": "", "d": False}

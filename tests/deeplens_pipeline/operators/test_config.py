@@ -3,9 +3,8 @@
 from types import SimpleNamespace
 
 import pytest
-from airflow.sdk import DAG, Param
-from airflow.sdk.exceptions import AirflowFailException
 
+from deeplens_pipeline.airflow_compat import DAG, AirflowFailException, Param
 from deeplens_pipeline.operators.base import environment_id
 from deeplens_pipeline.operators.config import CheckParamsOperator
 from deeplens_pipeline.operators.deploy import DeployToDeviceOperator
@@ -55,7 +54,10 @@ def test_check_params_returns_what_the_operators_read(environment):
 @pytest.fixture(scope="module")
 def served_params():
     """The Params as Airflow's API server holds them: the DAG's, serialized and read back."""
-    from airflow.serialization.serialized_objects import DagSerialization
+    try:
+        from airflow.serialization.serialized_objects import DagSerialization
+    except ImportError:  # before Airflow 3.2
+        from airflow.serialization.serialized_objects import SerializedDAG as DagSerialization
 
     with DAG(
         "params_probe", params={n: Param(s.default, **s.param_arguments()) for n, s in PARAM_SPECS.items()}
@@ -66,7 +68,13 @@ def served_params():
 
 def trigger(served_params, conf):
     """What a trigger (form, REST API, CLI) runs before it creates the run."""
-    return served_params.deep_merge(conf).validate()
+    if hasattr(served_params, "deep_merge"):
+        return served_params.deep_merge(conf).validate()
+    import copy  # before Airflow 3.1: the run's Params are a copy of the DAG's, updated with conf
+
+    params = copy.deepcopy(served_params)
+    params.update(conf)
+    return params.validate()
 
 
 @pytest.mark.parametrize(
@@ -108,12 +116,14 @@ def test_airflow_refuses_a_cleared_required_field(served_params):
 
 
 def test_a_native_template_turns_a_host_into_a_number():
-    """Why the deploy step reads the SSH settings from the checked run config, not from templates."""
-    from airflow.sdk.definitions._internal.templater import NativeEnvironment
-    from airflow.sdk.definitions.context import render_template_as_native
+    """Why the deploy step reads the SSH settings from the checked run config, not from templates.
+
+    Airflow's native rendering (``render_template_as_native``) is Jinja's native environment.
+    """
+    from jinja2.nativetypes import NativeEnvironment
 
     template = NativeEnvironment().from_string("{{ params.ssh_host }}")
-    assert render_template_as_native(template, {"params": {"ssh_host": "10.0"}}) == 10.0
+    assert template.render(params={"ssh_host": "10.0"}) == 10.0
 
 
 def deploy_operator(**kwargs):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import boto3
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 from PIL import Image, ImageDraw
 
+from deeplens_pipeline.airflow_compat import AirflowFailException
 from deeplens_pipeline.operators.images import (
     CollectImagesOperator,
     PlanImageShardsOperator,
@@ -262,7 +262,7 @@ def test_no_source_reports_what_the_input_prefix_holds(conn, bucket, folder, s3)
 DAG_FILE = """
 from datetime import datetime
 
-from airflow.sdk import DAG, Param
+from deeplens_pipeline.airflow_compat import DAG, Param
 
 from deeplens_pipeline.operators.images import build_images_group
 
@@ -320,7 +320,10 @@ def dag_folder(tmp_path, monkeypatch):
 
 
 def test_the_mapped_group_runs_in_a_dag(conn, bucket, folder, manifest, dag_folder, s3):
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # before Airflow 3.2
+        from airflow.models.dagbag import DagBag
 
     photo(folder / "{{ not jinja }}.jpg", 5)  # file names are data, never templates
 

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 from PIL import Image
 
+from deeplens_pipeline.airflow_compat import TaskDeferred
 from deeplens_pipeline.naming import labeling_job_name
 from deeplens_pipeline.operators.base import run_scope
 from deeplens_pipeline.operators.labeling import LabelImagesOperator
@@ -134,7 +134,7 @@ def test_create_defer_reattach_merge_then_skip(setup, slow_workers):
 
 
 def test_failed_job_fails_the_task_with_its_reason(setup, slow_workers):
-    from airflow.sdk.exceptions import AirflowException
+    from deeplens_pipeline.airflow_compat import AirflowException
 
     ctx = _context(setup["params"], "manual__2026-11-26T05:00:00+00:00")
     name = labeling_job_name(run_scope(ctx))

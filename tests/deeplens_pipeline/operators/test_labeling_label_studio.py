@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from PIL import Image
 
 from deeplens_pipeline import label_studio as ls
+from deeplens_pipeline.airflow_compat import AirflowFailException, TaskDeferred
 from deeplens_pipeline.operators.labeling import LabelImagesOperator
 from deeplens_pipeline.triggers.label_studio import LabelStudioTasksTrigger
 

@@ -14,7 +14,7 @@ from airflow.triggers.base import TriggerEvent
 from deeplens_pipeline.triggers import greengrass
 from deeplens_pipeline.triggers.greengrass import DeviceDeploymentTrigger
 from deeplens_pipeline.triggers.groundtruth import LabelingJobTrigger
-from deeplens_pipeline.triggers.sagemaker import SageMakerJobTrigger
+from deeplens_pipeline.triggers.sagemaker import _PROVIDER_TAKES_REGION, SageMakerJobTrigger
 
 
 @pytest.fixture
@@ -31,6 +31,7 @@ def timeline(monkeypatch):
 
     monkeypatch.setattr(asyncio, "sleep", sleep)
     monkeypatch.setattr(AwsBaseWaiterTrigger, "run", poll)
+    monkeypatch.setattr(SageMakerTrigger, "run", poll)  # its own run before Amazon provider 9.13
     return events
 
 
@@ -69,9 +70,17 @@ def test_the_deployment_trigger_waits_one_interval_before_the_first_poll(timelin
 
 
 def test_the_providers_trigger_is_swapped_for_ours_in_the_runs_region():
-    provider = SageMakerTrigger(job_name="j", job_type="Training", waiter_delay=5, aws_conn_id="c")
+    if _PROVIDER_TAKES_REGION:
+        provider = SageMakerTrigger(job_name="j", job_type="Training", waiter_delay=5, aws_conn_id="c")
+    else:  # Amazon provider 9.12 and older
+        provider = SageMakerTrigger(job_name="j", job_type="Training", poke_interval=5, aws_conn_id="c")
     ours = SageMakerJobTrigger.from_provider(provider, "eu-west-1")
-    assert ours.serialize() == (
-        "deeplens_pipeline.triggers.sagemaker.SageMakerJobTrigger",
-        {**provider.serialize()[1], "region_name": "eu-west-1"},
-    )
+    path, fields = ours.serialize()
+    assert path == "deeplens_pipeline.triggers.sagemaker.SageMakerJobTrigger"
+    assert fields["job_name"] == "j" and fields["job_type"] == "Training"
+    assert fields["waiter_delay"] == 5 and fields["aws_conn_id"] == "c"
+    assert fields["region_name"] == "eu-west-1"
+    if _PROVIDER_TAKES_REGION:
+        assert fields == {**provider.serialize()[1], "region_name": "eu-west-1"}
+    again = SageMakerJobTrigger(**fields)  # what the triggerer does with it
+    assert again.serialize() == (path, fields)
