@@ -8,7 +8,14 @@
 3. point the Airflow connection ``aws_deeplens`` at it (``endpoint_url`` in its extra), create a
    local Airflow home, and run ``deeplens_object_detection`` with ``dag.test()`` — real operators,
    real deferral (triggers run in-process), real Params validation;
-4. print the run's summary (which the DAG's last task also writes to the log) and the wall time.
+4. the deploy step (``greengrass-v2``, the default method) reaches a simulated DeepLens started in
+   step 2 (``emulator.simulated_deeplens.connected``: mosquitto, the Greengrass IPC, the device's
+   Greengrass V2 core taking the deployment): the unmodified inference function runs on the model
+   the run trained, its camera serving fresh sample photos;
+5. watch the device for a few seconds (``deeplens_pipeline.device_watch.watch``: its detections on
+   the thing's ``infer`` topic and its annotated MJPEG frames, saved under the work folder);
+6. print the run's summary (which the DAG's last task also writes to the log), what the device
+   showed, and the wall time.
 """
 
 from __future__ import annotations
@@ -159,7 +166,10 @@ def task_state(task_id: str, run_id: str, map_index: int) -> str:
 
 def run_dag(conf: dict[str, Any]) -> dict[str, Any]:
     """Run the DAG once in this process with ``dag.test``; return task states and the summary."""
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # before Airflow 3.2 (MWAA 3.0.6, 2.11)
+        from airflow.models.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
     if bag.import_errors:
@@ -173,6 +183,68 @@ def run_dag(conf: dict[str, Any]) -> dict[str, Any]:
     summary_ti = run.get_task_instance("summary")
     summary = summary_ti.xcom_pull(task_ids="summary") if summary_ti is not None else None
     return {"state": str(run.state), "run_id": run.run_id, "tasks": states, "summary": summary}
+
+
+CAMERA_IMAGES = 6
+"""Fresh sample photos (another seed than the training set's) the simulated camera serves."""
+FIFO_WAIT_SECONDS = 60.0
+FRAME_EVERY = 200
+"""Save one MJPEG frame in 200: the display repeats its latest frame hundreds of times a second."""
+
+
+def start_simulated_device(
+    stack: contextlib.ExitStack, work: Path, endpoint_url: str, region: str, account: Any, classes: list[str]
+) -> Any:
+    """Start the simulated DeepLens (the seeded thing, a Greengrass V2 core with the deployment
+    agent) with a camera of fresh sample photos; ``None`` with the reason printed when it cannot run."""
+    from emulator.mqtt_broker import BrokerUnavailable
+    from emulator.sample_dataset import generate_sample_dataset
+    from emulator.simulated_deeplens.connected import connected_deeplens
+
+    camera = generate_sample_dataset(work / "camera", n_images=CAMERA_IMAGES, classes=classes, seed=999)
+    try:
+        deeplens = stack.enter_context(
+            connected_deeplens(
+                work / "device" / "root",
+                camera_frames=camera / "images",
+                thing_name=account.thing_name,
+                region=region,
+                emulator_url=endpoint_url,
+                role_alias=account.role_alias,
+            )
+        )
+    except (BrokerUnavailable, RuntimeError, FileNotFoundError) as exc:
+        print(f"No simulated DeepLens ({exc}): the emulator completes the deployment without a device")
+        return None
+    print(
+        f"Simulated DeepLens {account.thing_name} running (root {work / 'device' / 'root'}, "
+        f"broker mqtt://{deeplens.broker_host}:{deeplens.broker_port})"
+    )
+    return deeplens
+
+
+def watch_device(deeplens: Any, frames_dir: Path, seconds: float) -> dict[str, Any]:
+    """Watch the device's topic and MJPEG stream for ``seconds``; the watch summary as a dict."""
+    from deeplens_pipeline.device_watch import WatchSettings, watch
+
+    fifo = deeplens.mjpeg_fifo
+    deadline = time.monotonic() + FIFO_WAIT_SECONDS
+    while not fifo.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    settings = WatchSettings(
+        thing=deeplens.thing_name,
+        endpoint=deeplens.broker_host,
+        port=deeplens.broker_port,
+        plain=True,
+        seconds=seconds,
+        frames_from=str(fifo) if fifo.exists() else None,
+        save_frames=frames_dir,
+        frame_every=FRAME_EVERY,
+    )
+    with open(os.devnull, "w") as quiet:
+        summary = watch(settings, out=quiet).as_dict()
+    summary["seconds"] = seconds
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,12 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-seconds", type=int, help="CPU budget of each emulated training job")
     parser.add_argument("--work-dir", type=Path, default=REPO_ROOT / ".demo")
     parser.add_argument("--json", type=Path, help="also write the result as JSON here")
+    parser.add_argument(
+        "--watch-seconds", type=float, default=8.0, help="how long to watch the simulated DeepLens at the end"
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
 
     from deeplens_pipeline.summary import format_summary
     from emulator.aws_calls import record_calls
-    from emulator.demo_output import TaskProgress, output_to_file
+    from emulator.demo_output import TaskProgress, format_device_watch, output_to_file
     from emulator.sample_dataset import generate_sample_dataset
     from emulator.seed import seed_demo_account
 
@@ -230,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         AWS_SECRET_ACCESS_KEY="emulator",
     )
     emulator, url = start_emulator(work, emulator_env)
-    labelling = contextlib.ExitStack()
+    labelling = contextlib.ExitStack()  # Label Studio, the annotator and the simulated DeepLens
     try:
         print(f"Emulator serving on {url} (log: {work / 'emulator.log'})")
         os.environ.update(airflow_env(work, url, region))
@@ -241,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         conf = run_conf(account, dataset / "images", args.mode, classes, args.labeling)
         if args.labeling == "label-studio":
             conf.update(start_labelling(labelling, work, url, dataset, account.bucket, args.label_by_hand))
+        deeplens = start_simulated_device(labelling, work, url, region, account, classes)
         subprocess.run(
             [sys.executable, "-m", "airflow", "db", "migrate"],
             check=True,
@@ -258,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 progress.stop()
         result["aws_calls"] = sorted(recorder.calls)
+        if deeplens is not None and result["state"] == "success":
+            print(
+                f"Watching {deeplens.infer_topic} and the device's MJPEG stream for {args.watch_seconds:g} s"
+            )
+            result["device_watch"] = watch_device(deeplens, work / "device-frames", args.watch_seconds)
     finally:
         labelling.close()
         emulator.terminate()
@@ -271,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     if result["summary"]:
         print()
         print(format_summary(result["summary"]))
+    if result.get("device_watch"):
+        print()
+        print(format_device_watch(result["device_watch"]))
     print(f"\nWall time: {result['wall_seconds']} s")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str))

@@ -1,4 +1,5 @@
-"""What ``make demo`` shows while the DAG runs: one line per finished task, progress while waiting.
+"""What ``make demo`` shows while the DAG runs: one line per finished task, progress while waiting;
+and, at the end, what watching the simulated DeepLens showed (:func:`format_device_watch`).
 
 Airflow's own log (thousands of lines) goes to a file; a thread follows that file and prints to the
 terminal one line per task as it finishes (state from the run's database, duration), and, while a
@@ -16,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 _START = re.compile(r"\[DAG TEST\] starting task_id=(?P<task>\S+) map_index=(?P<index>-?\d+)")
 _END = re.compile(r"\[DAG TEST\] end task task_id=(?P<task>\S+) map_index=(?P<index>-?\d+)")
@@ -125,3 +126,26 @@ class TaskProgress(threading.Thread):
         """Print to the terminal (and keep the line for the tests)."""
         self.lines.append(text)
         print(text, file=self.out, flush=True)
+
+
+def format_device_watch(watched: dict[str, Any]) -> str:
+    """The summary's device section, from ``device_watch.WatchSummary.as_dict()`` (plus ``seconds``):
+    frames seen, detections per class (with the best probability), one annotated frame's path."""
+    seconds = watched.get("seconds")
+    results, empty = watched.get("detection_messages", 0), watched.get("empty_messages", 0)
+    lines = [
+        "Simulated DeepLens" + (f" (watched {seconds:g} s)" if seconds else ""),
+        f"  frames seen: {watched.get('frames', 0)}",
+        f"  messages: {watched.get('messages', 0)} ({results} detection results, {empty} empty, "
+        f"{watched.get('errors', 0)} errors)",
+    ]
+    per_class = watched.get("detections_per_class") or {}
+    best = watched.get("best_probability") or {}
+    if not per_class:
+        lines.append("  detections per class: none")
+    else:
+        lines.append("  detections per class:")
+        for label, count in sorted(per_class.items(), key=lambda item: (-item[1], item[0])):
+            lines.append(f"    {label}: {count} (best {best.get(label, 0.0) * 100:.1f}%)")
+    lines.append(f"  annotated frame: {watched.get('example_frame') or 'none (no frame was streamed)'}")
+    return "\n".join(lines)

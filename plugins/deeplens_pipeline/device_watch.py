@@ -278,7 +278,12 @@ class MjpegSplitter:
 
 
 class FrameSink:
-    """Saves frames: each as ``frame_NNNNNN.jpg`` in a folder, or appended to a raw MJPEG clip."""
+    """Saves frames: each as ``frame_NNNNNN.jpg`` in a folder, or appended to a raw MJPEG clip.
+
+    The function's display thread writes the latest annotated frame again and again until the next
+    one is ready (as AWS's ``LocalDisplay`` does), so a frame equal to the one before is counted in
+    ``repeats``, not as a new frame.
+    """
 
     def __init__(self, frames_dir: Path | None = None, clip: Path | None = None, every: int = 1) -> None:
         if frames_dir and clip:
@@ -287,6 +292,8 @@ class FrameSink:
         self.clip = clip
         self.every = max(1, every)
         self.count = 0
+        self.repeats = 0
+        self._previous: bytes | None = None
         self.last_saved: Path | None = None
         self._clip_handle: BinaryIO | None = None
         if frames_dir:
@@ -296,7 +303,11 @@ class FrameSink:
             self._clip_handle = clip.open("wb")
 
     def add(self, jpeg: bytes) -> None:
-        """Record one frame."""
+        """Record one frame (a repeat of the previous one is only counted)."""
+        if jpeg == self._previous:
+            self.repeats += 1
+            return
+        self._previous = jpeg
         self.count += 1
         if (self.count - 1) % self.every:
             return

@@ -208,3 +208,19 @@ def test_the_aws_endpoint_is_the_accounts_ats_data_endpoint() -> None:
     with mock_aws():
         endpoint = find_endpoint("eu-west-1")
     assert endpoint.endswith("-ats.iot.eu-west-1.amazonaws.com")
+
+
+def test_a_repeated_frame_is_not_a_new_frame(tmp_path) -> None:
+    """The display rewrites the latest frame until the next is ready: repeats are not frames seen."""
+    from deeplens_pipeline.device_watch import FrameSink
+
+    sink = FrameSink(tmp_path / "frames")
+    one, two = b"\xff\xd8one\xff\xd9", b"\xff\xd8two\xff\xd9"
+    for jpeg in (one, one, two, one):
+        sink.add(jpeg)
+    assert (sink.count, sink.repeats) == (3, 1)
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == [
+        "frame_000001.jpg",
+        "frame_000002.jpg",
+        "frame_000003.jpg",
+    ]

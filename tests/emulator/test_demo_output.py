@@ -1,8 +1,11 @@
-"""The demo's terminal shows one line per finished task and progress while a trigger waits."""
+"""The demo's terminal shows one line per finished task and progress while a trigger waits, and at the
+end what watching the simulated DeepLens showed."""
 
 import io
+import json
 
-from emulator.demo_output import TaskProgress
+from deeplens_pipeline.device_watch import WatchSummary, parse_payload
+from emulator.demo_output import TaskProgress, format_device_watch
 
 RUN = "manual__2026-11-26T03:19:44.121838+00:00"
 LOG = [
@@ -40,3 +43,39 @@ def test_one_line_per_finished_task_and_the_trigger_s_status_while_waiting(tmp_p
     )
     assert progress.lines[2].split() == ["label_images", "success", "37.0", "s"]
     assert len(progress.lines) == 3
+
+
+def test_device_section_counts_frames_and_detections_per_class_and_names_the_frame() -> None:
+    summary = WatchSummary(frames=42, example_frame="/work/main/.demo/device-frames/frame_000041.jpg")
+    box = {"xmin": 10, "ymin": 20, "xmax": 110, "ymax": 90}
+    for payload in (
+        {"blue_box": 0.91, "detections": [{"label": "blue_box", "prob": 0.91, **box}]},
+        {
+            "blue_box": 0.55,
+            "yellow_box": 0.73,
+            "detections": [
+                {"label": "yellow_box", "prob": 0.73, **box},
+                {"label": "blue_box", "prob": 0.55, **box},
+            ],
+        },
+        {},
+        {"error": "boom", "stage": "model", "where": "x.py:1"},
+    ):
+        summary.add(parse_payload(json.dumps(payload)))
+    text = format_device_watch({**summary.as_dict(), "seconds": 8.0})
+    assert text.splitlines() == [
+        "Simulated DeepLens (watched 8 s)",
+        "  frames seen: 42",
+        "  messages: 4 (3 detection results, 1 empty, 1 errors)",
+        "  detections per class:",
+        "    blue_box: 2 (best 91.0%)",
+        "    yellow_box: 1 (best 73.0%)",
+        "  annotated frame: /work/main/.demo/device-frames/frame_000041.jpg",
+    ]
+
+
+def test_device_section_says_when_nothing_was_seen() -> None:
+    text = format_device_watch(WatchSummary().as_dict())
+    assert "  frames seen: 0" in text.splitlines()
+    assert "  detections per class: none" in text.splitlines()
+    assert text.endswith("annotated frame: none (no frame was streamed)")
