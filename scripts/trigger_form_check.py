@@ -28,19 +28,18 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
+
+from emulator.local_airflow import AirflowStackError, LocalAirflow, free_port  # noqa: E402
+
 DAG_ID = "deeplens_object_detection"
 EXIT_NO_BROWSER = 77
 BUCKET = "deeplens-form-check"
@@ -64,13 +63,7 @@ def find_chromium() -> str | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class CheckFailed(AssertionError):
+class CheckFailed(AirflowStackError):
     """One of the form's checks failed."""
 
 
@@ -82,52 +75,11 @@ def check(condition: bool, message: str) -> None:
 # ------------------------------------------------------------------ Airflow, started and stopped
 
 
-class Airflow:
-    """API server and scheduler of a throwaway Airflow, logging into ``logs``."""
+class Airflow(LocalAirflow):
+    """API server and scheduler of a throwaway Airflow (new DAGs unpaused), logging into ``logs``."""
 
     def __init__(self, home: Path, logs: Path, port: int) -> None:
-        self.home, self.logs, self.port = home, logs, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.processes: dict[str, subprocess.Popen] = {}
-        self.airflow = [str(Path(sys.executable).parent / "airflow")]  # this environment's Airflow
-        plugins = home / "plugins"  # empty: the project's package comes through PYTHONPATH, as on MWAA
-        plugins.mkdir(parents=True, exist_ok=True)
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "2",
-            "AIRFLOW__CORE__AUTH_MANAGER": (
-                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-            ),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__BASE_URL": self.url,
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT / "include")]),
-            # No AWS here: the run's first AWS call fails fast instead of looking for credentials.
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-        }
-
-    def run(self, *args: str, timeout: float = 300) -> None:
-        log = self.logs / f"airflow-{args[0]}-{args[1] if len(args) > 1 else ''}.log".replace("-.log", ".log")
-        with log.open("w") as out:
-            result = subprocess.run(
-                [*self.airflow, *args], env=self.env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout
-            )
-        check(result.returncode == 0, f"airflow {' '.join(args)} failed; see {log}")
+        super().__init__(home, logs, port, paused_at_creation=False)
 
     def start(self) -> None:
         """The database, then the API server while the DAG is parsed once, then the scheduler.
@@ -136,84 +88,9 @@ class Airflow:
         every 30 s: on a small machine the three processes and the task's own parse share the CPUs.
         """
         self.run("db", "migrate")
-        self.spawn("api-server", "api-server", "--port", str(self.port), "--host", "127.0.0.1")
+        self.spawn_service("api-server")
         self.run("dags", "reserialize")
-        self.spawn("scheduler", "scheduler")
-
-    def spawn(self, name: str, *args: str) -> None:
-        out = (self.logs / f"{name}.log").open("w")
-        self.processes[name] = subprocess.Popen(
-            [*self.airflow, *args],
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: stop() ends its children too
-        )
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-
-    def exited(self) -> str | None:
-        for name, process in self.processes.items():
-            if process.poll() is not None:
-                return f"{name} exited with {process.returncode}; see {self.logs / (name + '.log')}"
-        return None
-
-    def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            f"{self.url}/api/v2{path}", data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                status, body = response.status, response.read()
-        except urllib.error.HTTPError as err:
-            status, body = err.code, err.read()
-        try:
-            return status, json.loads(body or b"null")
-        except ValueError:
-            return status, body.decode(errors="replace")
-
-    def wait_for(self, what: str, probe: Any, timeout: float) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            failure = self.exited()
-            check(failure is None, f"waiting for {what}: {failure}")
-            with contextlib.suppress(OSError):
-                result = probe()
-                if result:
-                    return result
-            check(time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s")
-            time.sleep(1)
-
-    def wait_for_dag(self, timeout: float) -> None:
-        def parsed() -> bool:
-            status, _ = self.api("GET", f"/dags/{DAG_ID}/details")
-            if status == 200:
-                return True
-            _, errors = self.api("GET", "/importErrors")
-            for error in errors.get("import_errors", []) if isinstance(errors, dict) else []:
-                raise CheckFailed(f"the DAG does not import: {error.get('stack_trace')}")
-            return False
-
-        self.wait_for("the API server", lambda: self.api("GET", "/monitor/health")[0] == 200, timeout)
-        self.wait_for(f"the DAG {DAG_ID} to be parsed", parsed, timeout)
-
-    def runs(self) -> list[dict[str, Any]]:
-        status, body = self.api("GET", f"/dags/{DAG_ID}/dagRuns?order_by=-run_after")
-        check(status == 200, f"listing runs: HTTP {status} {body}")
-        return body["dag_runs"]
+        self.spawn_service("scheduler")
 
 
 @contextlib.contextmanager
@@ -433,7 +310,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for Airflow to come up")
     parser.add_argument("--url", help="check an Airflow already running there (all admins), start none")
     args = parser.parse_args(argv)
-    sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
     chromium = find_chromium()
     if chromium is None:
         print(
@@ -447,13 +323,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         if args.url:
-            stack = Airflow(Path(tempfile.gettempdir()), artefacts, 0)
-            stack.url = args.url.rstrip("/")
-            report = run_form_checks(stack, chromium, artefacts)
+            with tempfile.TemporaryDirectory(prefix="deeplens-form-airflow-") as home:
+                stack = Airflow(Path(home), artefacts, 0)
+                stack.url = args.url.rstrip("/")
+                report = run_form_checks(stack, chromium, artefacts)
         else:
             with airflow_running(artefacts, args.timeout) as stack:
                 report = run_form_checks(stack, chromium, artefacts)
-    except CheckFailed as err:
+    except AirflowStackError as err:  # CheckFailed, or the local Airflow failing
         print(f"FAILED: {err}", file=sys.stderr)
         return 1
     report["seconds"] = round(time.monotonic() - started, 1)

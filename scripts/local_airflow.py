@@ -1,0 +1,318 @@
+"""Run the DAG in a local Airflow 3.3.1, as a user's own installation runs it, against the emulator.
+
+    .venv/bin/python scripts/local_airflow.py run [--work-dir .local-airflow] [--images 16]
+        [--training fast|train] [--labeling label-studio|ground-truth|none] [--keep-running]
+
+Not ``dag.test()``: Airflow's four services, each its own process (``api-server``, ``dag-processor``,
+``scheduler``, ``triggerer``), LocalExecutor task processes, and the REST API:
+
+1. generate the sample dataset; start the emulator (``python -m emulator.server``, its own process)
+   and seed it as ``make demo`` does (bucket, roles, work team, a registered DeepLens);
+2. write an ``AIRFLOW_HOME`` under the work folder (SQLite, ``PYTHONPATH=plugins:include``), migrate
+   its database and add the connection ``aws_deeplens`` with ``airflow connections add``: the
+   emulator's ``endpoint_url`` and dummy keys (botocore signs every request and raises
+   ``NoCredentialsError`` without keys, even for an ``endpoint_url``; the emulator accepts any);
+   with ``--labeling label-studio``, also a real Label Studio server and ``label_studio_default``;
+3. start the four services, wait for the DAG to be parsed, unpause it (new DAGs start paused),
+   trigger a run with the conf through the REST API, print one line per task state change;
+4. print the summary task's XCom, which deferred tasks the triggerer ran (from its log), and stop
+   everything, or with ``--keep-running`` print the UI's URL and wait for Ctrl-C.
+
+``--json FILE`` writes the outcome (states, tries, deferrals, summary, timings) for the test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
+
+from emulator.local_airflow import (  # noqa: E402
+    DAG_ID,
+    SERVICES,
+    AirflowStackError,
+    LocalAirflow,
+    free_port,
+)
+
+CONN_ID = "aws_deeplens"
+LABEL_STUDIO_CONN_ID = "label_studio_default"
+REGION = "us-east-1"
+DUMMY_KEYS = {"login": "emulator", "password": "emulator"}
+"""The emulator accepts any keys, but botocore will not send an unsigned request."""
+ENVIRONMENT_ID = "local-airflow"
+POLL_SECONDS = 10
+"""The run's status-check interval. Every trigger waits this long before its first poll; below some
+10 s a busy machine can resume a task before the scheduler has drained the executor's "success" for
+the attempt that deferred, and Airflow 3.3.1 then fails the resumed attempt (apache/airflow#72716)."""
+
+
+def emulator_environment(work: Path, dataset: Path, training: str) -> dict[str, str]:
+    """The emulator process's environment (its settings are ``EMULATOR_*`` variables)."""
+    return dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(ROOT / "include"), str(ROOT / "plugins")]),
+        EMULATOR_WORK_DIR=str(work / "emulator"),
+        EMULATOR_ANSWER_KEYS=str(dataset / "answer_key.json"),
+        EMULATOR_TRAINING_MODE=training,
+        EMULATOR_LABELING_DELAY_SECONDS="3",
+        AWS_ACCESS_KEY_ID=DUMMY_KEYS["login"],
+        AWS_SECRET_ACCESS_KEY=DUMMY_KEYS["password"],
+    )
+
+
+def aws_connection(endpoint_url: str) -> dict[str, Any]:
+    """The ``aws_deeplens`` connection for the emulator (real AWS: no endpoint_url, real credentials)."""
+    return {
+        "conn_type": "aws",
+        **DUMMY_KEYS,
+        "extra": {"endpoint_url": endpoint_url, "region_name": REGION},
+    }
+
+
+def add_connection(stack: LocalAirflow, conn_id: str, connection: dict[str, Any]) -> None:
+    """``airflow connections add`` (the metadata database, as a user would; visible in the UI)."""
+    stack.run("connections", "add", conn_id, "--conn-json", json.dumps(connection))
+
+
+def label_studio_connection(
+    labelling: contextlib.ExitStack, work: Path, endpoint_url: str, dataset: Path, bucket: str
+) -> dict[str, Any]:
+    """Start Label Studio and the simulated annotator as the demo does; its connection, as JSON."""
+    from emulator.demo import start_labelling
+
+    os.environ["DEEPLENS_ENVIRONMENT"] = ENVIRONMENT_ID  # the project's title hashes it
+    start_labelling(labelling, work, endpoint_url, dataset, bucket, by_hand=False)
+    return json.loads(os.environ.pop(f"AIRFLOW_CONN_{LABEL_STUDIO_CONN_ID.upper()}"))
+
+
+@dataclass
+class RunWatch:
+    """One line per task state change of one run; what each task went through."""
+
+    stack: LocalAirflow
+    run_id: str
+    started: float = field(default_factory=time.monotonic)
+    seen: dict[str, list[str]] = field(default_factory=dict)
+    current: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def poll(self) -> None:
+        current = {}
+        for ti in self.stack.task_instances(self.run_id):
+            name = ti["task_id"] + (f"[{ti['map_index']}]" if ti["map_index"] >= 0 else "")
+            state = ti["state"] or "none"
+            current[name] = {"state": state, "try_number": ti["try_number"]}
+            history = self.seen.setdefault(name, [])
+            if (history and history[-1] != state) or (not history and state != "none"):
+                history.append(state)
+                elapsed = time.monotonic() - self.started
+                print(f"  {elapsed:6.0f}s  {name:<40} {state}  (try {ti['try_number']})", flush=True)
+        self.current = current  # a mapped task's placeholder ([-1]) gives way to its instances
+
+    def follow(self, timeout: float) -> dict[str, Any]:
+        """Poll until the run ends; the run as the API last showed it."""
+        quoted = urllib.parse.quote(self.run_id, safe="")
+
+        def finished() -> dict[str, Any] | None:
+            self.poll()
+            run = self.stack.api_ok("GET", f"/dags/{DAG_ID}/dagRuns/{quoted}")
+            return run if run["state"] in ("success", "failed") else None
+
+        run = self.stack.wait_for(f"the run {self.run_id}", finished, timeout)
+        self.poll()
+        return run
+
+
+def triggerer_runs(log_folder: Path, run_id: str) -> dict[str, dict[str, Any]]:
+    """What the triggerer did for each task of ``run_id``, from the trigger logs it writes beside the
+    task's (``attempt=<try>.log.trigger.<triggerer job id>.log``): trigger started, event, completed."""
+    found: dict[str, dict[str, Any]] = {}
+    run_dir = log_folder / f"dag_id={DAG_ID}" / f"run_id={run_id}"
+    for path in sorted(run_dir.glob("task_id=*/**/attempt=*.log.trigger.*.log")):
+        task = path.relative_to(run_dir).parts[0].removeprefix("task_id=")
+        record: dict[str, Any] = {"log": str(path), "triggerer_job": int(path.name.rsplit(".", 2)[-2])}
+        for line in path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                event = json.loads(line).get("event", "")
+                if event.startswith("trigger ") and event.endswith(" starting"):
+                    record["started"] = event.removeprefix("trigger ").removesuffix(" starting")
+                elif event == "Trigger fired event":
+                    record["event"] = json.loads(line).get("result")
+                elif event == "trigger completed":
+                    record["completed"] = True
+        found[task] = record
+    return found
+
+
+def triggerer_jobs(stack: LocalAirflow) -> list[int]:
+    """The ids of the triggerer jobs Airflow knows (``/jobs``): the process started here."""
+    jobs = stack.api_ok("GET", "/jobs?job_type=TriggererJob")["jobs"]
+    return sorted(job["id"] for job in jobs)
+
+
+def start_airflow(stack: LocalAirflow, connections: dict[str, dict[str, Any]], timeout: float) -> None:
+    """Database, connections, the four services; wait for the DAG, check it is paused, unpause it."""
+    stack.run("db", "migrate")
+    for conn_id, connection in connections.items():
+        add_connection(stack, conn_id, connection)
+    for service in SERVICES:
+        stack.spawn_service(service)
+    details = stack.wait_for_dag(timeout)
+    print(f"Airflow serving on {stack.url}; {DAG_ID} parsed (paused: {details['is_paused']})")
+    if details["is_paused"]:
+        stack.api_ok("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
+        print(f"Unpaused {DAG_ID} (new DAGs start paused)")
+
+
+def trigger_run(stack: LocalAirflow, conf: dict[str, Any]) -> str:
+    """POST a DAG run with ``conf``; its run id."""
+    run = stack.api_ok("POST", f"/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf})
+    return run["dag_run_id"]
+
+
+def wait_for_ctrl_c(stack: LocalAirflow) -> None:
+    print(f"\nAirflow keeps running: {stack.url} (every user is an admin). Ctrl-C stops everything.")
+    # Ctrl-C, or SIGTERM; SIGINT too when it was inherited as ignored (started with "&" from a script).
+    previous = {
+        sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        while stack.exited() is None:
+            time.sleep(1)
+        print(stack.exited())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``run`` command."""
+    from deeplens_pipeline.summary import format_summary
+    from emulator.demo import run_conf, start_emulator
+    from emulator.sample_dataset import generate_sample_dataset
+    from emulator.seed import seed_demo_account
+
+    started = time.monotonic()
+    work = args.work_dir.resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    dataset = generate_sample_dataset(work / "dataset", n_images=args.images)
+    classes = json.loads((dataset / "answer_key.json").read_text())["classes"]
+    print(f"Generated {args.images} sample photos in {dataset}")
+    emulator, url = start_emulator(work, emulator_environment(work, dataset, args.training))
+    result: dict[str, Any] = {"state": "not started"}
+    stack = LocalAirflow(work / "airflow", work / "logs", free_port())
+    # The run's job names hash the environment's id; fixed here so the Label Studio project is known.
+    stack.env["DEEPLENS_ENVIRONMENT"] = ENVIRONMENT_ID
+    # One parse every 2 minutes instead of 30 s leaves the CPU to the tasks on a small machine.
+    stack.env["AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"] = "120"
+    labelling = contextlib.ExitStack()
+    try:
+        print(f"Emulator serving on {url} (log: {work / 'emulator.log'})")
+        os.environ.update(AWS_ACCESS_KEY_ID="emulator", AWS_SECRET_ACCESS_KEY="emulator")  # for the seed
+        account = seed_demo_account(url, region=REGION)
+        print(f"Seeded: bucket {account.bucket}, device {account.thing_name}")
+        conf = {
+            **run_conf(account, dataset / "images", "train", classes, args.labeling),
+            "poll_seconds": POLL_SECONDS,
+        }
+        connections = {CONN_ID: aws_connection(url)}
+        if args.labeling == "label-studio":
+            connections[LABEL_STUDIO_CONN_ID] = label_studio_connection(
+                labelling, work, url, dataset, account.bucket
+            )
+        print(f"AIRFLOW_HOME={stack.home}; services' logs in {stack.logs}")
+        start_airflow(stack, connections, args.timeout)
+        run_id = trigger_run(stack, conf)
+        print(f"Triggered {run_id}; task states as they change:")
+        watch = RunWatch(stack, run_id)
+        dag_run = watch.follow(args.timeout)
+        result = {
+            "state": dag_run["state"],
+            "run_id": run_id,
+            "url": f"{stack.url}/dags/{DAG_ID}/runs/{urllib.parse.quote(run_id, safe='')}",
+            "tasks": {name: ti["state"] for name, ti in watch.current.items()},
+            "tries": {name: ti["try_number"] for name, ti in watch.current.items()},
+            "states_seen": watch.seen,
+            "triggerer": triggerer_runs(stack.home / "logs", run_id),
+            "triggerer_jobs": triggerer_jobs(stack),
+            "summary": stack.xcom(run_id, "summary"),
+            "logs": str(stack.logs),
+            "run_seconds": round(time.monotonic() - watch.started, 1),
+        }
+        print(f"\nDAG run {run_id}: {result['state']} in {result['run_seconds']:.0f} s ({result['url']})")
+        for task, record in result["triggerer"].items():
+            status = re.search(r"'status': '([^']*)'", record.get("event") or "")
+            print(
+                f"  the triggerer (job {record['triggerer_job']}) ran {task}'s trigger: "
+                f"event {status[1] if status else record.get('event')}, log {record['log']}"
+            )
+        for name, state in sorted(result["tasks"].items()):
+            if state not in ("success", "skipped"):
+                print(f"  {name:<40} {state}  (logs under {stack.home / 'logs'})")
+        if result["summary"]:
+            print()
+            print(format_summary(result["summary"]))
+        if args.keep_running:
+            wait_for_ctrl_c(stack)
+    except AirflowStackError as err:
+        print(f"FAILED: {err}", file=sys.stderr)
+        result["error"] = str(err)
+    finally:
+        stack.stop()
+        labelling.close()
+        emulator.terminate()
+        emulator.wait(timeout=30)
+    result["wall_seconds"] = round(time.monotonic() - started, 1)
+    print(f"\nWall time: {result['wall_seconds']} s")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str))
+    return 0 if result["state"] == "success" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="start everything, run the DAG once, stop")
+    run_parser.add_argument(
+        "--work-dir", type=Path, default=ROOT / ".local-airflow", help="emptied first; AIRFLOW_HOME, logs"
+    )
+    run_parser.add_argument("--images", type=int, default=16, help="sample photos to generate")
+    run_parser.add_argument(
+        "--training",
+        choices=["fast", "train"],
+        default="fast",
+        help="emulated training: 'fast' builds an untrained model in seconds, 'train' really trains",
+    )
+    run_parser.add_argument(
+        "--labeling",
+        choices=["label-studio", "ground-truth", "none"],
+        default="ground-truth",
+        help="the emulated Ground Truth (default), a real Label Studio server (make ls-env), or none",
+    )
+    run_parser.add_argument(
+        "--keep-running", action="store_true", help="after the run, keep Airflow up until Ctrl-C"
+    )
+    run_parser.add_argument("--timeout", type=float, default=900, help="seconds for each wait")
+    run_parser.add_argument("--json", type=Path, help="also write the outcome as JSON here")
+    args = parser.parse_args(argv)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
