@@ -27,6 +27,8 @@ class BucketLayout:
     prelabelled_key = "manifests/prelabelled.manifest"
     # Labels withdrawn because their photo was replaced or deleted (never destroyed).
     labels_history_key = "manifests/labels-history.manifest"
+    holdout_key = "manifests/holdout.list"
+    """The fixed holdout's members (see ``manifest_split``): it only grows."""
     label_config_key = "labeling/label-categories.json"
     ui_template_key = "labeling/bounding-box.liquid.html"
 

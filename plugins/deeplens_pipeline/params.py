@@ -479,13 +479,19 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         0.2,
         "Training",
         "Validation share",
-        "Share of labelled images held out for validation.",
+        "Share of newly labelled images that join the fixed holdout (the validation set, never "
+        "trained on); images already in it stay.",
         type="number",
         exclusiveMinimum=0,
         maximum=0.5,
     ),
     "split_seed": _spec(
-        0, "Training", "Split seed", "Seed of the reproducible train/validation split.", type="integer"
+        0,
+        "Training",
+        "Split seed",
+        "Seed of the hash that places each new image in train or the holdout (a change moves no "
+        "image already in the holdout).",
+        type="integer",
     ),
     "training_mode": _spec(
         "train",
