@@ -37,6 +37,8 @@ class EmulatorSettings:
     greengrass_v1: str = "ended"
     # Greengrass V2: how long the service takes to validate a new component version (REQUESTED → DEPLOYABLE).
     component_validation_seconds: float = 1.0
+    # A spot training job's billable time is its training time less this share (AWS: "up to 90%").
+    spot_saving: float = 0.7
 
     @classmethod
     def from_env(cls) -> EmulatorSettings:
@@ -59,6 +61,7 @@ class EmulatorSettings:
                 env.get("EMULATOR_DEPLOYMENT_DELAY_SECONDS", base.deployment_delay_seconds)
             ),
             greengrass_v1=env.get("EMULATOR_GREENGRASS_V1", base.greengrass_v1),
+            spot_saving=float(env.get("EMULATOR_SPOT_SAVING", base.spot_saving)),
             component_validation_seconds=float(
                 env.get("EMULATOR_COMPONENT_VALIDATION_SECONDS", base.component_validation_seconds)
             ),

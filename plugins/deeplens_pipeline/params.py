@@ -530,6 +530,24 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         minimum=0.1,
         maximum=120,
     ),
+    "use_spot_training": _spec(
+        False,
+        "Training",
+        "Managed spot training",
+        "Train on spare capacity (often 60-90% cheaper); an interrupted job resumes from its last "
+        "checkpoint in S3. The run's summary reports the billable seconds and the saving.",
+        type="boolean",
+    ),
+    "max_wait_hours": _spec(
+        24,
+        "Training",
+        "Longest spot wait (hours)",
+        "With spot training: longest time for waiting for capacity plus training; at least the "
+        "longest training.",
+        type="number",
+        minimum=0.1,
+        maximum=672,
+    ),
     "base_network": _spec(
         "resnet-50",
         "Training",
@@ -872,6 +890,12 @@ def _check_cross_field(v: dict[str, Any]) -> None:
         raise ParamError(
             "params.tuning_learning_rate_min: must be below params.tuning_learning_rate_max "
             f"(got {v['tuning_learning_rate_min']} >= {v['tuning_learning_rate_max']})"
+        )
+    if v["use_spot_training"] and v["max_wait_hours"] < v["max_runtime_hours"]:
+        raise ParamError(
+            "params.max_wait_hours: with spot training it must be at least params.max_runtime_hours "
+            f"(got {v['max_wait_hours']} < {v['max_runtime_hours']}); SageMaker refuses a "
+            "MaxWaitTimeInSeconds below MaxRuntimeInSeconds"
         )
     if v["tuning_max_parallel_jobs"] > v["tuning_max_jobs"]:
         raise ParamError("params.tuning_max_parallel_jobs: must not exceed params.tuning_max_jobs")

@@ -30,6 +30,8 @@ def build_summary(results: dict[str, Any]) -> dict[str, Any]:
         "tuning_job": model.get("tuning_job"),
         "training_job": model.get("training_job"),
         "validation_map": model.get("validation_map"),
+        "billable_seconds": model.get("billable_seconds"),
+        "spot_saving_percent": model.get("spot_saving_percent"),
         "deploy_model_uri": repack.get("deploy_model_uri"),
         "model_name": repack.get("model_name"),
         "lambda_version_arn": function.get("version_arn"),
@@ -54,6 +56,8 @@ _LABELS = {
     "tuning_job": "Tuning job",
     "training_job": "Training job",
     "validation_map": "Validation mAP",
+    "billable_seconds": "Billable training seconds",
+    "spot_saving_percent": "Spot saving (%)",
     "deploy_model_uri": "Repacked model",
     "model_name": "Model name on the device",
     "lambda_version_arn": "Lambda version",
@@ -72,7 +76,17 @@ def format_summary(summary: dict[str, Any]) -> str:
             value = f"{value:.4f}"
         if key == "labeling_job" and value is None and "labeling_job" in summary:
             value = "(none needed: every image was labelled)"
-        if key in ("tuning_job", "labeling_project", "labels_left_out") and value is None:
+        if (
+            key
+            in (
+                "tuning_job",
+                "labeling_project",
+                "labels_left_out",
+                "billable_seconds",
+                "spot_saving_percent",
+            )
+            and value is None
+        ):
             continue
         lines.append(f"{label:<{width}} : {value}")
     return "\n".join(lines)

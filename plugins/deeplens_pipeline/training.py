@@ -100,7 +100,26 @@ def _algorithm_parts(
             "InstanceCount": 1,
             "VolumeSizeInGB": 50,
         },
-        "StoppingCondition": {"MaxRuntimeInSeconds": int(params["max_runtime_hours"] * 3600)},
+        **_stopping(params, output_uri),
+    }
+
+
+def _stopping(params: dict[str, Any], output_uri: str) -> dict[str, Any]:
+    """The stopping condition, and with ``use_spot_training`` managed spot training.
+
+    SageMaker refuses ``MaxWaitTimeInSeconds`` without spot training and below
+    ``MaxRuntimeInSeconds`` (the Params refuse the latter first). The built-in object detection
+    algorithm saves checkpoints, so an interrupted spot job resumes from ``CheckpointConfig``
+    (algorithms that do not are limited to a one-hour wait).
+    """
+    stopping: dict[str, Any] = {"MaxRuntimeInSeconds": int(params["max_runtime_hours"] * 3600)}
+    if not params.get("use_spot_training"):
+        return {"StoppingCondition": stopping}
+    stopping["MaxWaitTimeInSeconds"] = int(params["max_wait_hours"] * 3600)
+    return {
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": True,
+        "CheckpointConfig": {"S3Uri": f"{output_uri.rstrip('/')}/checkpoints/"},
     }
 
 
@@ -162,6 +181,24 @@ def tuning_job_config(
             **_algorithm_parts(params, train_uri, validation_uri, output_uri),
         },
         "Tags": [{"Key": "deeplens:pipeline", "Value": "object-detection"}],
+    }
+
+
+def billing(description: dict[str, Any]) -> dict[str, Any]:
+    """What a DescribeTrainingJob response says the job cost: its billable and training seconds,
+    whether it ran on spot capacity, and the saving SageMaker's formula gives
+    (``(1 - BillableTimeInSeconds / TrainingTimeInSeconds) * 100``)."""
+    billable = description.get("BillableTimeInSeconds")
+    trained = description.get("TrainingTimeInSeconds")
+    spot = bool(description.get("EnableManagedSpotTraining"))
+    saving = None
+    if spot and billable is not None and trained:
+        saving = round((1 - billable / trained) * 100, 1)
+    return {
+        "billable_seconds": billable,
+        "training_seconds": trained,
+        "spot": spot,
+        "spot_saving_percent": saving,
     }
 
 

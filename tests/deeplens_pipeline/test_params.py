@@ -546,3 +546,13 @@ def test_a_class_named_like_a_key_of_the_devices_messages_is_refused():
     assert tuple(logic.RESERVED_KEYS) == RESERVED_CLASS_NAMES
     with pytest.raises(ParamError, match="'Detections' is a key of the device's messages"):
         validate_params({"bucket": "deeplens-ok", "classes": ["blue_box", "Detections"]})
+
+
+def test_spot_training_needs_a_wait_at_least_the_longest_training():
+    from deeplens_pipeline.params import ParamError, validate_params
+
+    base = {"bucket": "deeplens-ok", "max_runtime_hours": 12}
+    assert validate_params({**base, "use_spot_training": True, "max_wait_hours": 12})["use_spot_training"]
+    assert validate_params({**base, "max_wait_hours": 1})["max_wait_hours"] == 1  # unused without spot
+    with pytest.raises(ParamError, match=r"params.max_wait_hours: with spot training it must be at least"):
+        validate_params({**base, "use_spot_training": True, "max_wait_hours": 11})

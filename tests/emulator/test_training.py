@@ -119,3 +119,51 @@ def test_tuning_job_runs_training_jobs_and_picks_the_best(data, emulator):
         best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
         == trained["FinalMetricDataList"][0]["Value"]
     )
+
+
+def test_spot_training_reports_billable_seconds_and_the_saving(data):
+    """Managed spot: the request SageMaker accepts, then the billable and training seconds it reports."""
+    from deeplens_pipeline.training import billing
+
+    sm = data["sm"]
+    params = validate_params({**data["params"], "use_spot_training": True, "max_wait_hours": 13})
+    config = training_job_config(job_name="deeplens-train-spot", params=params, **ARGS)
+    assert config["EnableManagedSpotTraining"] is True
+    assert config["StoppingCondition"] == {
+        "MaxRuntimeInSeconds": 12 * 3600,
+        "MaxWaitTimeInSeconds": 13 * 3600,
+    }
+    assert config["CheckpointConfig"]["S3Uri"] == f"s3://{BUCKET}/output/checkpoints/"
+    sm.create_training_job(**config)
+    job = wait(lambda: sm.describe_training_job(TrainingJobName="deeplens-train-spot"), "TrainingJobStatus")
+    assert job["TrainingJobStatus"] == "Completed"
+    cost = billing(job)
+    assert cost["spot"] and 0 < cost["billable_seconds"] < cost["training_seconds"]
+    assert cost["spot_saving_percent"] == round(
+        (1 - job["BillableTimeInSeconds"] / job["TrainingTimeInSeconds"]) * 100, 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("stopping", "spot", "message"),
+    [
+        ({"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}, False, "only supported when"),
+        ({"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 3600}, True, "greater than or equal to"),
+        ({"MaxRuntimeInSeconds": 3600}, True, "must be present"),
+    ],
+)
+def test_the_emulator_refuses_a_wait_sagemaker_refuses(data, stopping, spot, message):
+    config = training_job_config(job_name="deeplens-train-bad-wait", params=data["params"], **ARGS)
+    config["StoppingCondition"] = stopping
+    if spot:
+        config["EnableManagedSpotTraining"] = True
+    with pytest.raises(ClientError) as err:
+        data["sm"].create_training_job(**config)
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    assert message in err.value.response["Error"]["Message"]
+    definition = tuning_job_config(job_name="deeplens-tune-bad", params=data["params"], **ARGS)
+    definition["TrainingJobDefinition"]["StoppingCondition"] = stopping
+    if spot:
+        definition["TrainingJobDefinition"]["EnableManagedSpotTraining"] = True
+    with pytest.raises(ClientError, match=message):
+        data["sm"].create_hyper_parameter_tuning_job(**definition)

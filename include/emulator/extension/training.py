@@ -59,6 +59,7 @@ _lock = threading.Lock()
 _original_create_training_job = SageMakerResponse.create_training_job
 _original_create_tuning_job = SageMakerResponse.create_hyper_parameter_tuning_job
 _original_describe_tuning_job = SageMakerResponse.describe_hyper_parameter_tuning_job
+_original_describe_training_job = SageMakerResponse.describe_training_job
 
 
 def _now() -> datetime:
@@ -68,8 +69,26 @@ def _now() -> datetime:
 # --- training jobs --------------------------------------------------------------------------
 
 
+def check_spot_settings(stopping: dict[str, Any] | None, spot: bool | None) -> None:
+    """Refuse what SageMaker refuses in a stopping condition, with its messages: a
+    ``MaxWaitTimeInSeconds`` without managed spot training, and spot training without one at least
+    ``MaxRuntimeInSeconds`` (quoted in aws/amazon-sagemaker-examples#869, Kenza-AI/sagify#111)."""
+    stopping = stopping or {}
+    wait, runtime = stopping.get("MaxWaitTimeInSeconds"), stopping.get("MaxRuntimeInSeconds")
+    if wait is not None and not spot:
+        raise ValidationError(
+            "Invalid MaxWaitTimeInSeconds. It is only supported when EnableManagedSpotTraining is set to true"
+        )
+    if spot and (wait is None or (runtime is not None and int(wait) < int(runtime))):
+        raise ValidationError(
+            "Invalid MaxWaitTimeInSeconds. It must be present and be greater than or equal to "
+            "MaxRuntimeInSeconds"
+        )
+
+
 def _create_training_job(self: SageMakerResponse) -> ActionResult:
     name = self._get_param("TrainingJobName")
+    check_spot_settings(self._get_param("StoppingCondition"), self._get_param("EnableManagedSpotTraining"))
     backend = self.sagemaker_backend
     if name in backend.training_jobs:
         raise ResourceInUseException(
@@ -274,6 +293,7 @@ def _run_training(runtime: Runtime, key: tuple[str, str, str]) -> None:
             str(settings.training_max_seconds),
         ]
         _transition(job, "Training", "Training image download completed. Training in progress.")
+        job.training_start_time = _now()
         best = _run_container(command, sink, key)
         if best is None and job.training_job_status == "Stopping":
             _finish(job, "Stopped")
@@ -339,6 +359,8 @@ def _create_tuning_job(self: SageMakerResponse) -> ActionResult:
     name = self._get_param("HyperParameterTuningJobName")
     if len(name) > 32:
         raise ValidationError(f"HyperParameterTuningJobName {name!r} is longer than 32 characters")
+    definition = self._get_param("TrainingJobDefinition") or {}
+    check_spot_settings(definition.get("StoppingCondition"), definition.get("EnableManagedSpotTraining"))
     result = _original_create_tuning_job(self)
     job = self.sagemaker_backend.hyper_parameter_tuning_jobs[name]
     job.hyper_parameter_tuning_job_status = "InProgress"
@@ -354,6 +376,29 @@ def _create_tuning_job(self: SageMakerResponse) -> ActionResult:
     key = (self.current_account, self.region, name)
     runtime.spawn(f"tuning-{name}", lambda: _run_tuning(runtime, key))
     return result
+
+
+def _describe_training_job(self: SageMakerResponse) -> ActionResult:
+    """moto's description plus what AWS reports once a job ends: ``TrainingTimeInSeconds`` and
+    ``BillableTimeInSeconds``. On spot capacity the billable time is the training time less the
+    emulator's assumed spot discount (``EMULATOR_SPOT_SAVING``, default 0.7: AWS quotes up to 90%);
+    AWS's figure depends on the spot price of the hour."""
+    result = _original_describe_training_job(self)
+    body = dict(result.result)
+    job = self.sagemaker_backend.training_jobs.get(self._get_param("TrainingJobName"))
+    if job is not None and job.training_end_time is not None and job.training_start_time is not None:
+        start, end = (
+            t if t.tzinfo else t.replace(tzinfo=UTC) for t in (job.training_start_time, job.training_end_time)
+        )
+        seconds = max(1, round((end - start).total_seconds()))
+        body["TrainingTimeInSeconds"] = seconds
+        saving = Runtime.get().settings.spot_saving if job.enable_managed_spot_training else 0.0
+        body["BillableTimeInSeconds"] = max(1, round(seconds * (1 - saving)))
+    if job is not None:
+        body["EnableManagedSpotTraining"] = bool(job.enable_managed_spot_training)
+        if job.checkpoint_config:
+            body["CheckpointConfig"] = job.checkpoint_config
+    return ActionResult(body)
 
 
 def _describe_tuning_job(self: SageMakerResponse) -> ActionResult:
@@ -421,6 +466,9 @@ def _run_tuning(runtime: Runtime, key: tuple[str, str, str]) -> None:
             "StoppingCondition": definition["StoppingCondition"],
             "Tags": [{"Key": "emulator:tuning-job", "Value": name}],
         }
+        for spot_field in ("EnableManagedSpotTraining", "CheckpointConfig"):
+            if definition.get(spot_field):
+                request[spot_field] = definition[spot_field]
         job.training_job_status_counters["InProgress"] += 1
         sagemaker.create_training_job(**request)
         while True:
@@ -498,3 +546,4 @@ def register() -> None:
     SageMakerResponse.stop_hyper_parameter_tuning_job = _stop_tuning_job
     SageMakerResponse.create_hyper_parameter_tuning_job = _create_tuning_job
     SageMakerResponse.describe_hyper_parameter_tuning_job = _describe_tuning_job
+    SageMakerResponse.describe_training_job = _describe_training_job

@@ -132,10 +132,19 @@ class PickModelOperator(PipelineOperator):
             raise AirflowException(f"Training job {name} completed without a model artefact")
         score = training.final_metric(job)
         self.log.info("Model of %s: %s (%s=%s)", name, artifact, training.METRIC_NAME, score)
+        cost = training.billing(job)
+        self.log.info(
+            "Training job %s: %s billable seconds of %s trained%s",
+            name,
+            cost["billable_seconds"],
+            cost["training_seconds"],
+            f" on spot capacity, {cost['spot_saving_percent']}% saved" if cost["spot"] else "",
+        )
         return {
             "training_job": name,
             "tuning_job": tuning_name,
             "model_artifact": artifact,
             "validation_map": score,
             "hyperparameters": job.get("HyperParameters", {}),
+            **training.billing(job),
         }
