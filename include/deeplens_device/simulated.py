@@ -13,28 +13,32 @@ variables.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 
 FUNCTION_FILE = "deeplens_inference.py"
 FUNCTION_DIR = Path(__file__).resolve().parents[1] / "lambda"
 """The inference function's source (``include/lambda``)."""
 
-# The function's settings (deeplens_logic.ENVIRONMENT_NAMES; a test checks they agree).
-ENVIRONMENT_NAMES = {
-    "model_name": "DEEPLENS_MODEL_NAME",
-    "image_shape": "DEEPLENS_IMAGE_SHAPE",
-    "labels": "DEEPLENS_LABELS",
-    "threshold": "DEEPLENS_THRESHOLD",
-    "iot_topic": "DEEPLENS_IOT_TOPIC",
-    "resize_mode": "DEEPLENS_RESIZE_MODE",
-    "results_fifo": "DEEPLENS_RESULTS_FIFO",
-    "display_resolution": "DEEPLENS_DISPLAY_RESOLUTION",
-}
+
+def _function_logic() -> ModuleType:
+    """The function's own ``deeplens_logic`` (standard library only), loaded from its folder."""
+    spec = importlib.util.spec_from_file_location(
+        "deeplens_logic_settings", FUNCTION_DIR / "deeplens_logic.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ENVIRONMENT_NAMES: dict[str, str] = dict(_function_logic().ENVIRONMENT_NAMES)
+"""The environment variables the function reads its settings from (``deeplens_logic``'s)."""
 
 
 def install_model(archive: Path, artifacts_dir: Path) -> list[str]:
