@@ -3,7 +3,8 @@
 ``unshare -rm`` (util-linux) gives the command its own mount namespace as uid 0 of a new user
 namespace (no privilege on the host). Inside, ``enter.sh`` builds a root on a tmpfs: every top-level
 folder of the host is bind-mounted as is, except the device's own (:data:`.device_root.DEVICE_DIRS`:
-``/opt``, ``/tmp``, ``/home``, ``/greengrass``, ``/.simulator``), which come from the device root.
+``/opt``, ``/tmp``, ``/home``, ``/greengrass``, ``/.simulator``), which come from the device root,
+and the checkout itself (:data:`HOST_PATHS_KEPT`), at its own path wherever it is.
 It then ``chroot``s there and runs the command in the given folder. The network is the host's
 (127.0.0.1 reaches the emulator and the broker); processes are ordinary host processes.
 
@@ -14,6 +15,7 @@ passwordless ``sudo``, and the ``sudo`` shim runs its command as the same user.
 from __future__ import annotations
 
 import functools
+import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -21,6 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from emulator.simulated_deeplens.device_root import BIN_DIR, DEVICE_DIRS, DEVICE_USER, HOME, DeviceRoot
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+HOST_PATHS_KEPT: tuple[Path, ...] = (REPO_ROOT,)
+"""Host folders the device sees at their own path even under a device folder (``/tmp``, ``/opt``,
+``/home``): the checkout, whose ``.venv-ml`` runs the function and whose ``include/`` holds the
+stand-ins. Everything else under a device folder is the device's own."""
 
 DEVICE_PATH = f"{BIN_DIR}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -47,6 +55,17 @@ done
 for name in $device_dirs; do
     mkdir -p "$new/$name"
     mount --bind "$root/$name" "$new/$name"
+done
+# Host folders the device must still see where a device folder covers them (e.g. a checkout under
+# /tmp: the launcher runs its .venv-ml python, and the stand-ins live in its include/).
+for keep in @KEEP@; do
+    case "$keep" in /*) ;; *) continue ;; esac
+    first=${keep#/}
+    first=${first%%/*}
+    case " $device_dirs " in *" $first "*) ;; *) continue ;; esac
+    [ -d "$keep" ] || continue
+    mkdir -p "$new$keep"
+    mount --rbind "$keep" "$new$keep"
 done
 exec chroot "$new" /bin/sh -c 'cd "$0" && exec "$@"' "$cwd" "$@"
 """
@@ -107,7 +126,10 @@ class DeviceShell:
         self.base_env = dict(base_env or {})
         self._enter = root.path / ".simulator" / "enter.sh"
         self._enter.parent.mkdir(parents=True, exist_ok=True)
-        self._enter.write_text(ENTER_SCRIPT.replace("@DEVICE_DIRS@", " ".join(DEVICE_DIRS)))
+        keep = " ".join(shlex.quote(str(path)) for path in HOST_PATHS_KEPT) or "''"
+        self._enter.write_text(
+            ENTER_SCRIPT.replace("@DEVICE_DIRS@", " ".join(DEVICE_DIRS)).replace("@KEEP@", keep)
+        )
 
     def argv(self, command: Sequence[str], cwd: str = HOME) -> list[str]:
         """The host argv running ``command`` (argv, no shell) in the device folder ``cwd``."""

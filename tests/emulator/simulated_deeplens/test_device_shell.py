@@ -93,3 +93,21 @@ def _alive(pid: int, timeout: float = 5.0) -> bool:
         if time.monotonic() >= deadline:
             return True
         time.sleep(0.05)
+
+
+def test_the_checkout_stays_visible_even_under_a_device_folder(tmp_path: Path, monkeypatch) -> None:
+    """A clone under /tmp (as CI makes) must still run its .venv-ml on the device: the checkout is
+    kept at its own path, while the rest of the host's /tmp stays hidden."""
+    from emulator.simulated_deeplens import namespace
+
+    checkout = tmp_path / "clone"  # under the host's /tmp, which the device replaces with its own
+    checkout.mkdir()
+    (checkout / "marker").write_text("seen\n")
+    (tmp_path / "elsewhere").write_text("hidden")
+    monkeypatch.setattr(namespace, "HOST_PATHS_KEPT", (checkout,))
+    with SimulatedDeepLens(tmp_path / "device", thing_name="deeplens_keep") as device:
+        result = device.run(
+            ["/bin/sh", "-c", f"cat {checkout}/marker; test -e {tmp_path}/elsewhere || echo hidden"]
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["seen", "hidden"]
