@@ -103,7 +103,13 @@ def test_loop_publishes_detections_and_draws_boxes(device: Device, environment, 
         "loading optimized model /opt/awscam/artifacts/mxnet_deploy_model_algo_1_FP16_FUSED.xml",
     ]
     detections = [m for m in messages if "status" not in m]
-    assert detections == [{"yellow_box": 0.9}, {}]
+    assert [{k: v for k, v in m.items() if k != "detections"} for m in detections] == [
+        {"yellow_box": 0.9},
+        {},
+    ]
+    assert detections[0]["detections"] == [
+        {"label": "yellow_box", "prob": 0.9, "xmin": 375, "ymin": 330, "xmax": 750, "ymax": 705}
+    ]  # the box drawn below, in frame pixels
     assert device.cv2.rectangles == [((375, 330), (750, 705))]
     assert device.cv2.texts == [("yellow_box: 90.00%", (375, 315))]
     assert sleeps == []
@@ -121,7 +127,8 @@ def test_a_failed_frame_is_published_and_the_loop_goes_on(device: Device, enviro
     assert errors[0]["stage"] == "inference"
     assert errors[0]["where"].startswith("deeplens_inference.py:")
     assert sleeps == [1.0, 2.0]
-    assert messages[-1] == {"blue_box": 0.7}
+    assert {k: v for k, v in messages[-1].items() if k != "detections"} == {"blue_box": 0.7}
+    assert [d["label"] for d in messages[-1]["detections"]] == ["blue_box"]
 
 
 def test_model_optimizer_failure_is_published_and_raised(device: Device, environment, sleeps) -> None:

@@ -145,7 +145,8 @@ def test_outside_greengrass_is_a_clear_error(iot_module, monkeypatch, environmen
 def test_a_component_without_awsiotsdk_says_so(iot_module, monkeypatch, environment) -> None:
     environment(COMPONENT_ENV)
     install_v1_sdk(monkeypatch)
-    monkeypatch.setitem(sys.modules, "awsiot", None)  # import raises ImportError
+    for name in ("awsiot", "awsiot.greengrasscoreipc", "awsiot.greengrasscoreipc.clientv2"):
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError, even if loaded before
     with pytest.raises(ImportError, match="Greengrass V2 component .* must install awsiotsdk"):
         iot_module.iot_client()
 
