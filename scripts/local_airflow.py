@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import sys
 import time
@@ -203,14 +202,12 @@ def wait_for_ctrl_c(stack: LocalAirflow) -> None:
 def run(args: argparse.Namespace) -> int:
     """The ``run`` command."""
     from deeplens_pipeline.summary import format_summary
-    from emulator.demo import run_conf, start_emulator
+    from emulator.demo import fresh_work_dir, run_conf, start_emulator
     from emulator.sample_dataset import generate_sample_dataset
     from emulator.seed import seed_demo_account
 
     started = time.monotonic()
-    work = args.work_dir.resolve()
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = fresh_work_dir(args.work_dir)
     dataset = generate_sample_dataset(work / "dataset", n_images=args.images)
     classes = json.loads((dataset / "answer_key.json").read_text())["classes"]
     print(f"Generated {args.images} sample photos in {dataset}")

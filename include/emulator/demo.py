@@ -185,11 +185,35 @@ def run_dag(conf: dict[str, Any]) -> dict[str, Any]:
     return {"state": str(run.state), "run_id": run.run_id, "tasks": states, "summary": summary}
 
 
+WORK_MARKER = ".deeplens-work"
+"""Written into a work folder this project made: only such a folder (or an empty one) is emptied."""
+
+
+def fresh_work_dir(path: Path) -> Path:
+    """Empty ``path`` for a new run and mark it as ours; refuse a folder with other content.
+
+    ``--work-dir`` is emptied first: a folder that is neither empty, nor marked as one of ours, nor
+    inside the checkout (``.demo``, ``.local-airflow``) is refused, naming it (a typo such as
+    ``--work-dir ~``), and nothing is deleted.
+    """
+    work = path.resolve()
+    ours = (work / WORK_MARKER).exists() or (work.is_relative_to(REPO_ROOT) and work != REPO_ROOT)
+    if work.exists() and any(work.iterdir()) and not ours:
+        raise SystemExit(
+            f"--work-dir {work}: not empty and not a work folder of this project (no {WORK_MARKER}); "
+            "give a new or empty folder"
+        )
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    (work / WORK_MARKER).write_text("made by scripts/demo.py or scripts/local_airflow.py; emptied by them\n")
+    return work
+
+
 CAMERA_IMAGES = 6
 """Fresh sample photos (another seed than the training set's) the simulated camera serves."""
 FIFO_WAIT_SECONDS = 60.0
-FRAME_EVERY = 200
-"""Save one MJPEG frame in 200: the display repeats its latest frame hundreds of times a second."""
+FRAME_EVERY = 10
+"""Save one distinct frame in 10 (the watcher already skips the display's repeats of a frame)."""
 
 
 def start_simulated_device(
@@ -284,9 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     from emulator.sample_dataset import generate_sample_dataset
     from emulator.seed import seed_demo_account
 
-    work = args.work_dir.resolve()
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = fresh_work_dir(args.work_dir)
     dataset = generate_sample_dataset(work / "dataset", n_images=args.images)
     classes = json.loads((dataset / "answer_key.json").read_text())["classes"]
     print(f"Generated {args.images} sample photos in {dataset}")
@@ -354,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_summary(result["summary"]))
     if result.get("device_watch"):
         print()
-        print(format_device_watch(result["device_watch"]))
+        print(format_device_watch(result["device_watch"], untrained=args.training == "fast"))
     print(f"\nWall time: {result['wall_seconds']} s")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str))

@@ -128,9 +128,10 @@ class TaskProgress(threading.Thread):
         print(text, file=self.out, flush=True)
 
 
-def format_device_watch(watched: dict[str, Any]) -> str:
+def format_device_watch(watched: dict[str, Any], untrained: bool = False) -> str:
     """The summary's device section, from ``device_watch.WatchSummary.as_dict()`` (plus ``seconds``):
-    frames seen, detections per class (with the best probability), one annotated frame's path."""
+    frames seen, detections per class (with the best probability), one annotated frame's path.
+    ``untrained`` (the demo's ``--training fast``) says the detections are noise."""
     seconds = watched.get("seconds")
     results, empty = watched.get("detection_messages", 0), watched.get("empty_messages", 0)
     lines = [
@@ -148,4 +149,6 @@ def format_device_watch(watched: dict[str, Any]) -> str:
         for label, count in sorted(per_class.items(), key=lambda item: (-item[1], item[0])):
             lines.append(f"    {label}: {count} (best {best.get(label, 0.0) * 100:.1f}%)")
     lines.append(f"  annotated frame: {watched.get('example_frame') or 'none (no frame was streamed)'}")
+    if untrained:
+        lines.append("  (an untrained model, --training fast: these detections are noise)")
     return "\n".join(lines)

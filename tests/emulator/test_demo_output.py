@@ -4,6 +4,8 @@ end what watching the simulated DeepLens showed."""
 import io
 import json
 
+import pytest
+
 from deeplens_pipeline.device_watch import WatchSummary, parse_payload
 from emulator.demo_output import TaskProgress, format_device_watch
 
@@ -79,3 +81,24 @@ def test_device_section_says_when_nothing_was_seen() -> None:
     assert "  frames seen: 0" in text.splitlines()
     assert "  detections per class: none" in text.splitlines()
     assert text.endswith("annotated frame: none (no frame was streamed)")
+
+
+def test_an_untrained_models_detections_are_called_noise():
+    from deeplens_pipeline.device_watch import WatchSummary
+
+    assert "noise" in format_device_watch(WatchSummary().as_dict(), untrained=True)
+    assert "noise" not in format_device_watch(WatchSummary().as_dict())
+
+
+def test_a_work_folder_with_other_content_is_refused_and_kept(tmp_path):
+    from emulator.demo import WORK_MARKER, fresh_work_dir
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("years of work")
+    with pytest.raises(SystemExit, match="not empty and not a work folder"):
+        fresh_work_dir(home)
+    assert (home / "thesis.tex").exists()
+    work = fresh_work_dir(tmp_path / "demo")
+    (work / "old-run.log").write_text("x")
+    assert fresh_work_dir(work) == work and sorted(p.name for p in work.iterdir()) == [WORK_MARKER]

@@ -25,10 +25,29 @@ from typing import Any
 from emulator.simulated_deeplens.device_root import BIN_DIR, DEVICE_DIRS, DEVICE_USER, HOME, DeviceRoot
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-HOST_PATHS_KEPT: tuple[Path, ...] = (REPO_ROOT,)
+
+
+def _interpreter_homes(venv: Path) -> tuple[Path, ...]:
+    """Where the virtual environment's interpreter really lives (``pyvenv.cfg``'s ``home`` and the
+    resolved executable's prefix), e.g. a pyenv or uv Python under ``/home`` or ``/opt``."""
+    homes: list[Path] = []
+    config = venv / "pyvenv.cfg"
+    if config.is_file():
+        for line in config.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home" and value.strip():
+                homes.append(Path(value.strip()).parent)
+    executable = venv / "bin" / "python"
+    if executable.exists():
+        homes.append(executable.resolve().parent.parent)
+    return tuple(dict.fromkeys(homes))
+
+
+HOST_PATHS_KEPT: tuple[Path, ...] = (REPO_ROOT, *_interpreter_homes(REPO_ROOT / ".venv-ml"))
 """Host folders the device sees at their own path even under a device folder (``/tmp``, ``/opt``,
 ``/home``): the checkout, whose ``.venv-ml`` runs the function and whose ``include/`` holds the
-stand-ins. Everything else under a device folder is the device's own."""
+stand-ins, and the folders its interpreter really lives in. Everything else under a device folder
+is the device's own."""
 
 DEVICE_PATH = f"{BIN_DIR}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from deeplens_pipeline import groundtruth as gt
-from deeplens_pipeline.airflow_compat import AirflowException
+from deeplens_pipeline.airflow_compat import AirflowFailException
 from deeplens_pipeline.manifest_split import (
     SplitError,
     check_label_width,
@@ -40,7 +40,7 @@ class SplitManifestOperator(PipelineOperator):
             split = split_labels(labels, config["validation_fraction"], config["split_seed"], holdout=earlier)
             check_label_width(split, config["label_width"])
         except SplitError as err:
-            raise AirflowException(f"{layout.uri(layout.labels_key)}: {err}") from None
+            raise AirflowFailException(f"{layout.uri(layout.labels_key)}: {err}") from None  # final: no retry
         train_key, validation_key = layout.split_keys(run_scope(context).token)
         for key, part in ((train_key, split.train), (validation_key, split.validation)):
             body = "".join(i.to_line(config["label_attribute"], config["classes"]) + "\n" for i in part)
