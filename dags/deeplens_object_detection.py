@@ -14,13 +14,16 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from deeplens_pipeline.airflow_compat import DAG, Param, TriggerRule
+from deeplens_pipeline.airflow_compat import DAG, Param, TriggerRule, XComArg
+from deeplens_pipeline.new_photos import QUEUE_URL_ENV
+from deeplens_pipeline.new_photos_asset import dag_schedule
 from deeplens_pipeline.operators.base import DEFAULT_CONN_ID
 from deeplens_pipeline.operators.config import CheckParamsOperator
 from deeplens_pipeline.operators.deploy import DeployToDeviceOperator, PublishInferenceLambdaOperator
 from deeplens_pipeline.operators.images import build_images_group
 from deeplens_pipeline.operators.labeling import LabelImagesOperator
 from deeplens_pipeline.operators.model import RepackModelOperator
+from deeplens_pipeline.operators.new_photos import EnoughNewPhotosOperator, KeepCurrentModelOperator
 from deeplens_pipeline.operators.split import SplitManifestOperator
 from deeplens_pipeline.operators.summary import RunSummaryOperator
 from deeplens_pipeline.operators.training import (
@@ -38,7 +41,8 @@ with DAG(
     dag_id="deeplens_object_detection",
     description="Photos to a DeepLens object detector: label, train, repack, deploy",
     doc_md=__doc__,
-    schedule=os.environ.get("DEEPLENS_SCHEDULE") or None,
+    # New photos (S3 -> SQS -> asset watcher, when the queue is set), the optional cron, or by hand.
+    schedule=dag_schedule(os.environ.get("DEEPLENS_SCHEDULE"), os.environ.get(QUEUE_URL_ENV), CONN_ID),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -70,6 +74,15 @@ with DAG(
         aws_conn_id=CONN_ID,
     )
 
+    enough = EnoughNewPhotosOperator(
+        task_id="enough_new_photos",
+        images=images,
+        go_on_task_id="label_images",
+        stop_task_id="keep_current_model",
+        doc_md="Go on with at least params.min_new_photos new photos (or a manual run); else end green.",
+    )
+    decision = XComArg(enough, key="decision")
+    keep = KeepCurrentModelOperator(task_id="keep_current_model", decision=decision)
     label = LabelImagesOperator(
         task_id="label_images", images=images, label_studio_conn_id=LABEL_STUDIO_CONN_ID
     )
@@ -123,9 +136,12 @@ with DAG(
             "repack": repack.output,
             "function": publish.output,
             "deployment": deploy.output,
+            "new_photos": keep.output,  # the decision, when too few new photos stopped the run
         },
+        trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,  # also when too few new photos
     )
 
     check >> images.operator.task_group
-    images >> label >> split >> branch >> [train, tune] >> pick
-    deploy >> summary
+    images >> enough >> [label, keep]
+    label >> split >> branch >> [train, tune] >> pick
+    [deploy, keep] >> summary

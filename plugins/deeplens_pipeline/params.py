@@ -372,6 +372,16 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         minimum=0,
         maximum=1,
     ),
+    "min_new_photos": _spec(
+        1,
+        "Images",
+        "Fewest new photos worth a run",
+        "A run started by new photos (or by the schedule) with fewer new photos than this ends "
+        "after preparing them, keeping the current model; a manual run always goes on.",
+        type="integer",
+        minimum=0,
+        maximum=100000,
+    ),
     "decode_memory_mb": _spec(
         512,
         "Images",

@@ -1,0 +1,53 @@
+"""The branch after the images stage: enough new photos to go on, or end the run green."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deeplens_pipeline.airflow_compat import BaseBranchOperator, BaseOperator
+from deeplens_pipeline.new_photos import decide
+from deeplens_pipeline.operators.base import ParamsSerializedOnce
+
+
+class EnoughNewPhotosOperator(ParamsSerializedOnce, BaseBranchOperator):
+    """Follow ``go_on_task_id`` when the run has at least ``params.min_new_photos`` new photos (or
+    was started by hand), else ``stop_task_id`` (:class:`KeepCurrentModelOperator`).
+
+    The decision (``go_on``, ``new_photos``, ``min_new_photos``, ``reason``) is logged and pushed
+    as the XCom ``decision`` for the summary.
+    """
+
+    template_fields = ("images",)
+
+    def __init__(self, *, images: Any, go_on_task_id: str, stop_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.images = images
+        self.go_on_task_id = go_on_task_id
+        self.stop_task_id = stop_task_id
+
+    def choose_branch(self, context: Any) -> str:
+        images = self.images or {}
+        dag_run = context.get("dag_run")
+        run_type = str(getattr(dag_run, "run_type", "") or "manual")
+        decision = decide(
+            int(images.get("processed") or 0), int(context["params"]["min_new_photos"]), run_type
+        )
+        self.log.info("%s", decision.reason)
+        context["ti"].xcom_push(key="decision", value=decision.as_dict())
+        return self.go_on_task_id if decision.go_on else self.stop_task_id
+
+
+class KeepCurrentModelOperator(ParamsSerializedOnce, BaseOperator):
+    """The branch taken with too few new photos: says so in the log; the summary follows."""
+
+    template_fields = ("decision",)
+    ui_color = "#f4f1e8"
+
+    def __init__(self, *, decision: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.decision = decision
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        decision = dict(self.decision or {})
+        self.log.info("Kept the current model: %s", decision.get("reason", "too few new photos"))
+        return decision
