@@ -50,6 +50,7 @@ IAM_ACTIONS: dict[str, tuple[str, ...]] = {
         "iam:PassRole",
     ),
     "sagemaker:CreateLabelingJob": ("sagemaker:CreateLabelingJob", "sagemaker:AddTags", "iam:PassRole"),
+    "sagemaker:CreateModel": ("sagemaker:CreateModel", "iam:PassRole"),
     "lambda:CreateFunction": ("lambda:CreateFunction", "iam:PassRole"),
     "lambda:UpdateFunctionConfiguration": ("lambda:UpdateFunctionConfiguration", "iam:PassRole"),
     # Greengrass V2 deploys through AWS IoT jobs and shadows on the caller's behalf (the Greengrass V2

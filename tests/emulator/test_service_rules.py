@@ -316,6 +316,10 @@ def test_create_model_and_transform_job_need_a_role_sagemaker_can_assume(aws):
             TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
         )
 
+    # CreateTransformJob refuses an S3Prefix with no object under it (tests/emulator/test_transform.py).
+    s3 = boto3.client("s3", endpoint_url=sm.meta.endpoint_url, region_name=REGION)
+    s3.create_bucket(Bucket="deeplens-rules")
+    s3.put_object(Bucket="deeplens-rules", Key="x/photo.jpg", Body=b"")
     assert transform("rules-transform-ok")["TransformJobArn"]
     iam.update_assume_role_policy(RoleName=f"{PREFIX}model", PolicyDocument=trust("lambda.amazonaws.com"))
     refused(lambda: transform("rules-transform-bad"), "ValidationException", sagemaker_refusal(arn))

@@ -6,6 +6,7 @@
 - :mod:`.greengrass`: a simulated DeepLens that applies Greengrass V1 deployments.
 - :mod:`.greengrass_v2`: Greengrass V2 components and deployments, and a simulated V2 core device.
 - :mod:`.s3_notifications`: S3's checks of a bucket's event notifications (overlaps, destinations).
+- :mod:`.transform`: batch transform jobs that run the model on each input (ML tools environment).
 
 :func:`install` registers them on moto's response classes and backends at start-up; it is
 idempotent. The DAG talks to the emulator only over HTTP through boto3, as it would to AWS.
@@ -13,7 +14,15 @@ idempotent. The DAG talks to the emulator only over HTTP through boto3, as it wo
 
 from __future__ import annotations
 
-from emulator.extension import greengrass, greengrass_v2, groundtruth, s3_notifications, service_rules, training
+from emulator.extension import (
+    greengrass,
+    greengrass_v2,
+    groundtruth,
+    s3_notifications,
+    service_rules,
+    training,
+    transform,
+)
 from emulator.extension.runtime import Runtime
 from emulator.settings import EmulatorSettings
 
@@ -31,7 +40,8 @@ def install(settings: EmulatorSettings, endpoint_url: str) -> Runtime:
         greengrass.register()
         greengrass_v2.register()
         s3_notifications.register()
-        service_rules.register()  # after the handlers it wraps (training, groundtruth)
+        transform.register()
+        service_rules.register()  # after the handlers it wraps (training, groundtruth, transform)
     _installed = runtime
     Runtime.current = runtime
     return runtime
