@@ -19,6 +19,17 @@ Not ``dag.test()``: Airflow's four services, each its own process (``api-server`
    everything, or with ``--keep-running`` print the UI's URL and wait for Ctrl-C.
 
 ``--json FILE`` writes the outcome (states, tries, deferrals, summary, timings) for the test.
+
+    .venv/bin/python scripts/local_airflow.py new-photos [--photos 10] [--burst 10] [--json FILE]
+
+New photos start runs by themselves: the same stack, but nobody triggers a run. It runs the setup
+command (``python -m deeplens_pipeline.new_photos_setup``: queue, queue policy, bucket notification)
+against the emulator, twice (the second changes nothing), starts Airflow with
+``DEEPLENS_NEW_PHOTOS_QUEUE_URL`` set (the DAG is scheduled on the asset the SQS watcher updates)
+and ``DEEPLENS_RUN_DEFAULTS`` holding the run's Params (an asset-triggered run gets only the
+defaults), uploads ``--photos`` photos to ``s3://<bucket>/incoming/`` with boto3, and follows the
+run that starts (``asset_triggered``); then uploads ``--burst`` photos at once and follows the one
+run they start. The JSON names each phase's runs, their asset events and the queue at the end.
 """
 
 from __future__ import annotations
@@ -29,9 +40,11 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,6 +195,161 @@ def trigger_run(stack: LocalAirflow, conf: dict[str, Any]) -> str:
     return run["dag_run_id"]
 
 
+INCOMING = "incoming/"
+"""Where the new-photos test uploads photos: the notification's prefix and the runs' image_source."""
+QUEUE_NAME = "deeplens-new-photos"
+
+
+def set_up_notifications(endpoint_url: str, bucket: str) -> str:
+    """The README's setup command against the emulator, run twice (idempotent); the queue URL."""
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(ROOT / "plugins"), str(ROOT / "include")]),
+        AWS_ACCESS_KEY_ID=DUMMY_KEYS["login"],
+        AWS_SECRET_ACCESS_KEY=DUMMY_KEYS["password"],
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "deeplens_pipeline.new_photos_setup",
+        *("--bucket", bucket, "--prefix", INCOMING, "--queue-name", QUEUE_NAME),
+        *("--region", REGION, "--endpoint-url", endpoint_url),
+    ]
+    urls = []
+    for _ in range(2):
+        out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise AirflowStackError(f"the setup command failed: {out.stderr[-2000:]}")
+        urls.append(re.search(r"^queue: (\S+)$", out.stdout, re.MULTILINE)[1])
+    if urls[0] != urls[1]:
+        raise AirflowStackError(f"the setup command made two queues: {urls}")
+    return urls[0]
+
+
+def upload_photos(endpoint_url: str, bucket: str, photos: list[Path]) -> None:
+    """Upload ``photos`` under :data:`INCOMING` at once (8 at a time), as a camera's sync would."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=REGION)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda p: s3.upload_file(str(p), bucket, INCOMING + p.name), photos))
+
+
+def queue_depth(endpoint_url: str, queue_url: str) -> dict[str, int]:
+    """The queue's visible and in-flight messages."""
+    import boto3
+
+    sqs = boto3.client("sqs", endpoint_url=endpoint_url, region_name=REGION)
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+    return {name: int(attributes[name]) for name in names}
+
+
+def follow_run(stack: LocalAirflow, run_id: str, timeout: float) -> dict[str, Any]:
+    """Follow one run to its end; what the new-photos test checks of it."""
+    print(f"Run {run_id} started by itself; task states as they change:")
+    watch = RunWatch(stack, run_id)
+    dag_run = watch.follow(timeout)
+    summary = stack.xcom(run_id, "summary") or {}
+    record = {
+        "run_id": run_id,
+        "run_type": dag_run["run_type"],
+        "state": dag_run["state"],
+        "tasks": {name: ti["state"] for name, ti in watch.current.items()},
+        "tries": {name: ti["try_number"] for name, ti in watch.current.items()},
+        "asset_events": stack.upstream_asset_events(run_id),
+        "images_processed": summary.get("images_processed"),
+        "summary": summary,
+        "decision": stack.xcom(run_id, "enough_new_photos", key="decision"),
+        "run_seconds": round(time.monotonic() - watch.started, 1),
+    }
+    print(f"  {run_id}: {record['state']} ({record['run_type']}) in {record['run_seconds']:.0f} s")
+    return record
+
+
+def new_photos(args: argparse.Namespace) -> int:
+    """The ``new-photos`` command."""
+    from deeplens_pipeline.new_photos import QUEUE_URL_ENV
+    from deeplens_pipeline.params import RUN_DEFAULTS_ENV
+    from emulator.demo import fresh_work_dir, run_conf, start_emulator
+    from emulator.sample_dataset import generate_sample_dataset
+    from emulator.seed import seed_demo_account
+
+    started = time.monotonic()
+    work = fresh_work_dir(args.work_dir)
+    dataset = generate_sample_dataset(work / "dataset", n_images=args.photos + args.burst)
+    classes = json.loads((dataset / "answer_key.json").read_text())["classes"]
+    photos = sorted((dataset / "images").iterdir())
+    emulator, url = start_emulator(work, emulator_environment(work, dataset, args.training))
+    result: dict[str, Any] = {"phases": {}}
+    # Unpaused from the start: Airflow starts an asset's watchers when it parses an unpaused DAG
+    # that uses the asset (unpausing later starts them at the next parse, here 2 minutes on).
+    stack = LocalAirflow(work / "airflow", work / "logs", free_port(), paused_at_creation=False)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped: stop everything it started
+    stack.env["DEEPLENS_ENVIRONMENT"] = ENVIRONMENT_ID
+    stack.env["AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"] = "120"
+    try:
+        print(f"Emulator serving on {url} (log: {work / 'emulator.log'})")
+        os.environ.update(AWS_ACCESS_KEY_ID="emulator", AWS_SECRET_ACCESS_KEY="emulator")  # for the seed
+        account = seed_demo_account(url, region=REGION)
+        queue_url = set_up_notifications(url, account.bucket)
+        print(
+            f"Setup command (run twice): queue {queue_url}, notification on s3://{account.bucket}/{INCOMING}"
+        )
+        source = f"s3://{account.bucket}/{INCOMING}"
+        defaults = {
+            # The emulated Ground Truth labels the sample photos (they come with no boxes).
+            **run_conf(account, source, "train", classes, "ground-truth"),
+            "poll_seconds": POLL_SECONDS,
+        }
+        stack.env[QUEUE_URL_ENV] = queue_url
+        stack.env[RUN_DEFAULTS_ENV] = json.dumps(defaults)  # nobody triggers these runs: the defaults
+        print(f"AIRFLOW_HOME={stack.home}; services' logs in {stack.logs}")
+        start_airflow(stack, {CONN_ID: aws_connection(url)}, args.timeout)
+        for phase, batch in (("first", photos[: args.photos]), ("burst", photos[args.photos :])):
+            known = {run["dag_run_id"] for run in stack.runs()}
+            upload_photos(url, account.bucket, batch)
+            uploaded = time.monotonic()
+            print(f"Uploaded {len(batch)} photos to {source} ({phase}); waiting for a run to start by itself")
+            run = stack.wait_for(
+                "a run started by new photos", lambda k=known: stack.new_run(k), args.timeout
+            )
+            started_after = round(time.monotonic() - uploaded, 1)
+            records = [
+                {
+                    **follow_run(stack, run["dag_run_id"], args.timeout),
+                    "started_after_upload_seconds": started_after,
+                }
+            ]
+            # Any event queued during the run would start the next run as soon as this one ended.
+            time.sleep(5)
+            for extra in stack.runs():
+                if extra["dag_run_id"] not in known | {r["run_id"] for r in records}:
+                    records.append(follow_run(stack, extra["dag_run_id"], args.timeout))
+            result["phases"][phase] = {"photos": len(batch), "runs": records}
+        result["queued_asset_events"] = stack.queued_asset_events()
+        result["queue"] = queue_depth(url, queue_url)
+        result["watcher_trigger"] = stack.triggerer_log_mentions("SqsSensorTrigger")
+        result["all_runs"] = [
+            {"run_id": r["dag_run_id"], "run_type": r["run_type"], "state": r["state"]} for r in stack.runs()
+        ]
+        result["state"] = "success"
+    except AirflowStackError as err:
+        print(f"FAILED: {err}", file=sys.stderr)
+        result["error"] = str(err)
+        result["state"] = "failed"
+    finally:
+        stack.stop()
+        emulator.terminate()
+        emulator.wait(timeout=30)
+    result["logs"] = str(stack.logs)
+    result["wall_seconds"] = round(time.monotonic() - started, 1)
+    print(f"\nWall time: {result['wall_seconds']} s")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str))
+    return 0 if result["state"] == "success" else 1
+
+
 def wait_for_ctrl_c(stack: LocalAirflow) -> None:
     print(f"\nAirflow keeps running: {stack.url} (every user is an admin). Ctrl-C stops everything.")
     # Ctrl-C, or SIGTERM; SIGINT too when it was inherited as ignored (started with "&" from a script).
@@ -307,8 +475,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     run_parser.add_argument("--timeout", type=float, default=900, help="seconds for each wait")
     run_parser.add_argument("--json", type=Path, help="also write the outcome as JSON here")
+    photos_parser = commands.add_parser("new-photos", help="upload photos; see runs start by themselves")
+    photos_parser.add_argument(
+        "--work-dir", type=Path, default=ROOT / ".local-airflow", help="emptied first; AIRFLOW_HOME, logs"
+    )
+    photos_parser.add_argument("--photos", type=int, default=10, help="photos of the first upload")
+    photos_parser.add_argument("--burst", type=int, default=10, help="photos uploaded at once afterwards")
+    photos_parser.add_argument("--training", choices=["fast", "train"], default="fast")
+    photos_parser.add_argument("--timeout", type=float, default=900, help="seconds for each wait")
+    photos_parser.add_argument("--json", type=Path, help="also write the outcome as JSON here")
     args = parser.parse_args(argv)
-    return run(args)
+    return new_photos(args) if args.command == "new-photos" else run(args)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,9 @@ IAM_ACTIONS: dict[str, tuple[str, ...]] = {
     "s3:GetBucketCors": ("s3:GetBucketCORS",),
     "s3:PutBucketCors": ("s3:PutBucketCORS",),
     "s3:ListBuckets": ("s3:ListAllMyBuckets",),
+    # SQS's batch operations are authorised by the single one's action (SQS Developer Guide, "Amazon
+    # SQS batch actions": no permission can be set for DeleteMessageBatch itself).
+    "sqs:DeleteMessageBatch": ("sqs:DeleteMessage",),
     # Passing a role to a service needs iam:PassRole on that role.
     "sagemaker:CreateTrainingJob": ("sagemaker:CreateTrainingJob", "sagemaker:AddTags", "iam:PassRole"),
     "sagemaker:CreateHyperParameterTuningJob": (

@@ -225,3 +225,35 @@ class LocalAirflow:
             with contextlib.suppress(ValueError):
                 return json.loads(value)
         return value
+
+    def new_run(self, known: set[str], dag_id: str = DAG_ID) -> dict[str, Any] | None:
+        """The newest run of ``dag_id`` whose id is not in ``known``, once there is one."""
+        return next((run for run in self.runs(dag_id) if run["dag_run_id"] not in known), None)
+
+    def upstream_asset_events(self, run_id: str, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
+        """The asset events that started one run (asset, source, and how many messages each carried)."""
+        quoted = urllib.parse.quote(run_id, safe="")
+        events = self.api_ok("GET", f"/dags/{dag_id}/dagRuns/{quoted}/upstreamAssetEvents")["asset_events"]
+        return [
+            {
+                "asset": event.get("name") or event.get("uri"),
+                "timestamp": event.get("timestamp"),
+                "messages": len((event.get("extra") or {}).get("payload", {}).get("message_batch", [])),
+                "extra_keys": sorted(event.get("extra") or {}),
+            }
+            for event in events
+        ]
+
+    def queued_asset_events(self, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
+        """Asset events waiting to start the next run of ``dag_id`` (none: no run is pending)."""
+        status, answer = self.api("GET", f"/dags/{dag_id}/assets/queuedEvents")
+        if status == 404:
+            return []
+        if status != 200:
+            raise AirflowStackError(f"queued asset events: HTTP {status} {answer}")
+        return answer.get("queued_events", [])
+
+    def triggerer_log_mentions(self, text: str) -> bool:
+        """Whether the triggerer's own log (where asset watchers' triggers log) mentions ``text``."""
+        log = self.logs / "triggerer.log"
+        return log.exists() and text in log.read_text(errors="replace")

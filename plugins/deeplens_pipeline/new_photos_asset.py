@@ -26,15 +26,18 @@ WATCHES = tuple(int(p) for p in AIRFLOW_VERSION.split(".")[:3] if p.isdigit()) >
 
 
 def watcher_kwargs(queue_url: str, aws_conn_id: str | None, region_name: str | None = None) -> dict[str, Any]:
-    """The SQS trigger's arguments: batches of ten, S3 object events only, polled every 30 s."""
+    """The SQS trigger's arguments: up to 10 batches of 10 messages per poke, S3 object events only."""
     return {
         "sqs_queue": queue_url,
         "aws_conn_id": aws_conn_id,
         "region_name": region_name,
+        # One poke makes num_batches ReceiveMessage calls in a row (an empty one still waits its
+        # wait_time_seconds) and fires one asset event with every photo event it got: the photos
+        # of a burst that land within some 20 s of the first make one event (up to 100 messages).
         "max_messages": 10,  # SQS's most per ReceiveMessage
-        "num_batches": 10,  # up to 100 messages (one asset event) per poke: a burst is few events
-        "wait_time_seconds": 10,  # long polling
-        "waiter_delay": 30,
+        "num_batches": 10,
+        "wait_time_seconds": 2,  # long polling, short enough that a poke ends soon after a burst
+        "waiter_delay": 30,  # between pokes that found nothing: idle, 12 ReceiveMessage calls a minute
         # s3:TestEvent (sent when the notification is saved) has no Records: not a photo. The
         # setup command deletes it; one that slips through stays unmatched and expires.
         "message_filtering": "jsonpath",

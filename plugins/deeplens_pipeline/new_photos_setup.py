@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
 
 from deeplens_pipeline.new_photos import QUEUE_URL_ENV, is_photo_event
 
 NOTIFICATION_ID = "deeplens-new-photos"
+QUEUE_NAME = re.compile(r"deeplens-[A-Za-z0-9_-]{1,71}")
+"""SQS's rule for a standard queue's name (at most 80 letters, digits, hyphens, underscores), with the
+``deeplens-`` prefix the MWAA role's SQS grant names (iam/mwaa-execution-role.json)."""
 EVENTS = ["s3:ObjectCreated:*"]
 POLICY_SID = "S3SendsNewPhotoEvents"
 
@@ -120,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", help="AWS region (default: the profile's)")
     parser.add_argument("--endpoint-url", help="another endpoint (the emulator)")
     args = parser.parse_args(argv)
+    if not QUEUE_NAME.fullmatch(args.queue_name):
+        parser.error(
+            f"--queue-name {args.queue_name!r}: must begin with 'deeplens-' (the MWAA execution role may "
+            "read only those queues) and be at most 80 letters, digits, hyphens or underscores"
+        )
     session = boto3.session.Session(region_name=args.region)
     url = set_up(
         session,
@@ -130,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"queue: {url}")
     print(f"Set {QUEUE_URL_ENV}={url} in the Airflow environment (MWAA: an environment variable via the")
-    print("startup script) and grant its execution role sqs:ReceiveMessage and sqs:DeleteMessage on it.")
+    print("startup script); iam/mwaa-execution-role.json grants the execution role what the watcher needs.")
     return 0
 
 

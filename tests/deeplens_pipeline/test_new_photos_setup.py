@@ -91,6 +91,14 @@ def test_the_command_line_prints_the_queue_url_and_the_variable(emulator, capsys
     assert f"/{bucket}" in out and "DEEPLENS_NEW_PHOTOS_QUEUE_URL=" in out
 
 
+@pytest.mark.parametrize("name", ["photos-queue", "deeplens-", "deeplens-a.fifo", "deeplens-" + "x" * 72])
+def test_the_command_line_refuses_a_queue_the_mwaa_role_cannot_read(name, capsys):
+    with pytest.raises(SystemExit) as err:
+        new_photos_setup.main(["--bucket", "deeplens-b", "--prefix", "p/", "--queue-name", name])
+    assert err.value.code == 2
+    assert f"--queue-name {name!r}: must begin with 'deeplens-'" in capsys.readouterr().err
+
+
 def test_the_gate_stops_only_runs_not_started_by_hand_with_too_few_photos():
     assert decide(3, 5, "asset_triggered").go_on is False
     assert decide(5, 5, "asset_triggered").go_on is True

@@ -53,8 +53,9 @@ def test_dag_runs_in_a_local_airflow(tmp_path):
     assert retried == {}, f"tasks retried: {retried}; logs in {result['logs']}"
 
     triggerer = result["triggerer"]
-    assert sorted(triggerer) == sorted(DEFERRABLE), triggerer
-    for task in DEFERRABLE:
+    # These at least (the evaluation's transform jobs defer too); every deferral is checked.
+    assert set(DEFERRABLE) <= set(triggerer), triggerer
+    for task in triggerer:
         record = triggerer[task]
         assert record["triggerer_job"] in result["triggerer_jobs"], (task, record, result["triggerer_jobs"])
         assert record["started"].startswith(f"deeplens_object_detection/{result['run_id']}/{task}/-1/1 "), (

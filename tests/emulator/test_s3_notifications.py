@@ -113,3 +113,23 @@ def test_a_queue_that_does_not_let_s3_send_is_refused(emulator):
         "Unable to validate the following destination configurations"
         in err.value.response["Error"]["Message"]
     )
+
+
+def test_the_queue_refuses_receive_settings_sqs_refuses_and_takes_the_watchers(emulator):
+    """SQS: at most 10 messages a call, a long poll of at most 20 s (moto checks both, as SQS does)."""
+    from deeplens_pipeline.new_photos_asset import watcher_kwargs
+
+    _, sqs, _, queue_url, _ = _bucket_and_queue(emulator.url)
+    for bad in ({"MaxNumberOfMessages": 11}, {"MaxNumberOfMessages": 0}, {"WaitTimeSeconds": 21}):
+        with pytest.raises(ClientError) as err:
+            sqs.receive_message(QueueUrl=queue_url, **bad)
+        assert err.value.response["Error"]["Code"] in (
+            "InvalidParameterValue",
+            "InvalidParameterValueException",
+        )
+    ours = watcher_kwargs(queue_url, "aws_deeplens")
+    sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=ours["max_messages"],
+        WaitTimeSeconds=ours["wait_time_seconds"],
+    )
