@@ -2,13 +2,16 @@
 
     python -m ml_tools.train --mode {fast,train} --train TRAIN.manifest --validation VAL.manifest \\
         --label-attribute NAME --hyperparameters HP.json --output OUT/model.tar.gz \\
-        [--backbone {tiny,resnet-50,vgg-16}] [--max-seconds N] [--seed N]
+        [--backbone {tiny,resnet-50,vgg-16}] [--max-seconds N] [--seed N] [--model MODEL.tar.gz]
 
 fast: builds the real SSD training graph (base network from the hyperparameters unless
 --backbone says otherwise) with initial weights, evaluates it once on the validation manifest
 (an honest, near-zero mAP), writes model.tar.gz and says the model is untrained.
 train: trains the SSD (the tiny base network unless --backbone says otherwise), evaluates every
 epoch, keeps the epoch with the best validation mAP and writes it as model.tar.gz.
+--model (incremental training, SageMaker's "model" channel): both modes start from that
+model.tar.gz's weights instead of initial ones; its base_network and num_classes must be the job's
+and its weights must fit the network built (else a customer error, exit status 2).
 
 Logs go to stdout in the algorithm's style; every epoch prints
 `#quality_metric: host=algo-1, epoch=E, validation mAP <score>=(0.1234)`. Hyperparameters this
@@ -54,6 +57,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--backbone", choices=BACKBONES, default=None, help="base network actually built")
     parser.add_argument("--max-seconds", type=float, default=None, help="training time budget (train mode)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="incremental training: the model channel's model.tar.gz (its weights seed the job)",
+    )
     return parser.parse_args(argv)
 
 

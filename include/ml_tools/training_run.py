@@ -9,11 +9,12 @@ import math
 import random
 import re
 import time
+from pathlib import Path
 
 import mxnet as mx
 import numpy as np
 
-from ml_tools.artifact import write_model_archive
+from ml_tools.artifact import read_model_archive, write_model_archive
 from ml_tools.data import Dataset, batches, load_dataset
 from ml_tools.evaluate import mean_average_precision
 from ml_tools.hyperparameters import Hyperparameters, load_hyperparameters
@@ -25,6 +26,54 @@ log = logging.getLogger("ml_tools.train")
 
 class TrainingError(ValueError):
     """Training could not produce a model (e.g. no epoch fitted in the time budget)."""
+
+
+class ModelChannelError(TrainingError):
+    """The model channel's model cannot seed this job (incremental training)."""
+
+
+# Hyperparameters that define the network: an incremental training job's must equal those of the
+# model in its model channel (SageMaker Developer Guide, Object Detection - MXNet, Incremental Training).
+ARCHITECTURE_HYPERPARAMETERS = ("base_network", "num_classes")
+# A warm-started tiny network fine-tunes: a tenth of its from-scratch learning rate, the job's epochs.
+TINY_WARM_LR_FACTOR = 0.1
+
+
+def load_seed_model(path: Path, hp: Hyperparameters) -> tuple[dict, dict]:
+    """(arg_params, aux_params) of the model channel's model.tar.gz, refused (ModelChannelError)
+    when its base_network or num_classes differ from the job's."""
+    try:
+        _, arg_params, aux_params, hyper = read_model_archive(path)
+    except Exception as exc:  # a corrupt or foreign archive
+        raise ModelChannelError(
+            f"the model channel's {Path(path).name} is not a model.tar.gz output by SageMaker's "
+            f"object detection algorithm ({exc})"
+        ) from None
+    for name in ARCHITECTURE_HYPERPARAMETERS:
+        theirs, ours = str(hyper.get(name, "")), hp.raw[name]
+        if theirs != ours:
+            raise ModelChannelError(
+                f"incremental training needs the same {name} as the model in the model channel: "
+                f"the model has {name}={theirs or '(none)'}, this job {name}={ours}"
+            )
+    return arg_params, aux_params
+
+
+def seed_module(module: mx.mod.Module, arg_params: dict, aux_params: dict) -> None:
+    """Give ``module`` the seed model's weights; refuse weights that do not fit its network."""
+    own_arg, own_aux = module.get_params()
+    wrong = [
+        name
+        for own, given in ((own_arg, arg_params), (own_aux, aux_params))
+        for name in sorted(set(own) | set(given))
+        if name not in own or name not in given or own[name].shape != given[name].shape
+    ]
+    if wrong:
+        raise ModelChannelError(
+            f"the model channel's weights do not fit this job's network ({len(wrong)} parameters "
+            f"differ, e.g. {wrong[:3]}): was it built with another base network?"
+        )
+    module.set_params(arg_params, aux_params, allow_missing=False, force_init=True)
 
 
 HOST = "algo-1"
@@ -81,7 +130,7 @@ class BudgetCosineScheduler(mx.lr_scheduler.LRScheduler):
         return self.base_lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def hyperparameter_notes(hp: Hyperparameters, backbone: str, mode: str) -> list[str]:
+def hyperparameter_notes(hp: Hyperparameters, backbone: str, mode: str, warm: bool = False) -> list[str]:
     """One line per hyperparameter this emulation cannot honour as SageMaker would."""
     notes = [f"hyperparameter {k} is not one of the algorithm's; ignored" for k in hp.unknown]
     if backbone != hp.base_network:
@@ -89,7 +138,7 @@ def hyperparameter_notes(hp: Hyperparameters, backbone: str, mode: str) -> list[
             f"base_network={hp.base_network}: the emulator builds the {backbone} base network instead "
             "(small enough for the CPU); the SSD head, node names and outputs are the algorithm's"
         )
-    if hp.use_pretrained_model:
+    if hp.use_pretrained_model and not warm:
         notes.append(
             "use_pretrained_model=1: no pretrained ImageNet weights are available offline; the base "
             "network starts from random (Xavier) weights"
@@ -106,8 +155,12 @@ def hyperparameter_notes(hp: Hyperparameters, backbone: str, mode: str) -> list[
     return notes
 
 
-def learning_plan(hp: Hyperparameters, backbone: str, batches_per_epoch: int, budget, started: float):
-    """(epochs, optimizer params, notes on what is not honoured) for this backbone."""
+def learning_plan(
+    hp: Hyperparameters, backbone: str, batches_per_epoch: int, budget, started: float, warm: bool = False
+):
+    """(epochs, optimizer params, notes on what is not honoured) for this backbone; ``warm``: the
+    weights come from the model channel (the tiny network then fine-tunes instead of learning
+    from scratch)."""
     params: dict = {"wd": hp.weight_decay, "rescale_grad": 1.0}
     if hp.optimizer == "sgd":
         params["momentum"] = hp.momentum
@@ -120,20 +173,23 @@ def learning_plan(hp: Hyperparameters, backbone: str, batches_per_epoch: int, bu
                 base_lr=hp.learning_rate,
             )
         return hp.epochs, params, []
-    lr = TINY_BASE_LR[hp.optimizer] * hp.learning_rate / DEFAULT_LR
-    epochs = max(hp.epochs, TINY_MIN_EPOCHS)
+    factor = TINY_WARM_LR_FACTOR if warm else 1.0
+    lr = TINY_BASE_LR[hp.optimizer] * hp.learning_rate / DEFAULT_LR * factor
+    epochs = hp.epochs if warm else max(hp.epochs, TINY_MIN_EPOCHS)
+    warmup = 0 if warm else TINY_WARMUP_EPOCHS * batches_per_epoch
     params["learning_rate"] = lr
-    params["lr_scheduler"] = BudgetCosineScheduler(
-        lr, epochs * batches_per_epoch, TINY_WARMUP_EPOCHS * batches_per_epoch, budget, started
-    )
+    params["lr_scheduler"] = BudgetCosineScheduler(lr, epochs * batches_per_epoch, warmup, budget, started)
+    how = "fine-tunes the model channel's weights" if warm else "trains from scratch"
     notes = [
         f"lr_scheduler_step={hp.raw['lr_scheduler_step'] or '(none)'}, lr_scheduler_factor="
-        f"{hp.raw['lr_scheduler_factor']}: replaced by warm-up and cosine decay over the run (from scratch)"
+        f"{hp.raw['lr_scheduler_factor']}: replaced by "
+        + ("cosine decay over the run (fine-tuning)" if warm else "warm-up and cosine decay over the run")
+        + ("" if warm else " (from scratch)")
     ]
     if hp.optimizer != "adadelta":  # MXNet's adadelta has no learning rate (noted by the caller)
         notes.append(
-            f"learning_rate={hp.raw['learning_rate']}: the tiny network trains from scratch; {hp.optimizer} "
-            f"uses {lr:g} (= {TINY_BASE_LR[hp.optimizer]:g} x learning_rate / {DEFAULT_LR:g})"
+            f"learning_rate={hp.raw['learning_rate']}: the tiny network {how}; {hp.optimizer} "
+            f"uses {lr:g} (= {TINY_BASE_LR[hp.optimizer] * factor:g} x learning_rate / {DEFAULT_LR:g})"
         )
     if epochs != hp.epochs:
         notes.append(
@@ -191,7 +247,8 @@ def run(args: argparse.Namespace) -> None:
         hp.image_shape,
         hp.num_classes,
     )
-    notes = hyperparameter_notes(hp, backbone, args.mode)
+    warm = getattr(args, "model", None) is not None
+    notes = hyperparameter_notes(hp, backbone, args.mode, warm)
     train_samples = read_manifest(args.train, args.label_attribute, hp.num_classes)
     val_samples = read_manifest(args.validation, args.label_attribute, hp.num_classes)
     most = max(_check_label_width(train_samples, hp), _check_label_width(val_samples, hp))
@@ -225,20 +282,29 @@ def run(args: argparse.Namespace) -> None:
             )
     for note in notes:
         log.warning("Hyperparameter not honoured: %s", note)
+    seed = None
+    if warm:
+        seed = load_seed_model(args.model, hp)
+        log.info("Incremental training: starting from the model channel's %s", args.model.name)
 
     mx.random.seed(args.seed)
     np.random.seed(args.seed)
     validation = load_dataset(val_samples, hp.image_shape)
     if args.mode == "fast":
         module = bind_module(symbol, EVAL_BATCH, hp.image_shape, most, for_training=False)
+        if seed is not None:
+            seed_module(module, *seed)
         score = evaluate(module, validation, hp, EVAL_BATCH, most)
         _quality(0, "validation mAP <score>", score)
         arg_params, aux_params = module.get_params()
-        log.warning("Model is UNTRAINED (fast mode): initial weights, validation mAP %.4f", score)
+        if seed is not None:
+            log.warning("Model is the model channel's, not trained further (fast mode): mAP %.4f", score)
+        else:
+            log.warning("Model is UNTRAINED (fast mode): initial weights, validation mAP %.4f", score)
         write_model_archive(args.output, symbol, arg_params, aux_params, hp.raw)
         log.info("Wrote %s in %.1f s", args.output, time.monotonic() - started)
         return
-    _train(args, hp, backbone, symbol, train_samples, validation, most, fixed, started)
+    _train(args, hp, backbone, symbol, train_samples, validation, most, fixed, started, seed)
 
 
 def _train(
@@ -251,19 +317,33 @@ def _train(
     most: int,
     fixed: list[str],
     started: float,
+    seed: tuple[dict, dict] | None = None,
 ) -> None:
-    """Train for up to the plan's epochs (and --max-seconds), keep the best epoch, write it."""
+    """Train for up to the plan's epochs (and --max-seconds), keep the best epoch, write it.
+
+    With ``seed`` (the model channel's weights) training starts from them; their validation mAP
+    before the first update is logged (not as a quality metric: SageMaker reports epochs only).
+    """
     budget = args.max_seconds
     train = load_dataset(train_samples, hp.image_shape)
     log.info("Decoded %d + %d images in %.1f s", len(train), len(validation), time.monotonic() - started)
     batch = hp.mini_batch_size
     per_epoch = max(1, -(-len(train) // batch))
     module = bind_module(symbol, batch, hp.image_shape, most, for_training=True, fixed=fixed)
-    epochs, optimizer_params, notes = learning_plan(hp, backbone, per_epoch, budget, started)
+    eval_module = bind_module(symbol, EVAL_BATCH, hp.image_shape, most, for_training=False)
+    if seed is not None:
+        seed_module(module, *seed)
+        eval_module.set_params(*module.get_params())
+        log.info(
+            "Model channel's model before training: validation mAP %.4f",
+            evaluate(eval_module, validation, hp, EVAL_BATCH, most),
+        )
+    epochs, optimizer_params, notes = learning_plan(
+        hp, backbone, per_epoch, budget, started, warm=seed is not None
+    )
     for note in notes:
         log.warning("Hyperparameter not honoured: %s", note)
     module.init_optimizer(kvstore=None, optimizer=hp.optimizer, optimizer_params=optimizer_params)
-    eval_module = bind_module(symbol, EVAL_BATCH, hp.image_shape, most, for_training=False)
     rng = random.Random(args.seed)
     best = (-1.0, -1, None, None)
     epochs_without_gain = 0

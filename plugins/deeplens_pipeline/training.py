@@ -5,7 +5,10 @@ No Airflow here: the operators pass these dicts to the Amazon provider's SageMak
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from deeplens_pipeline.registry import META_BASE_NETWORK, META_IMAGE_SHAPE, RegisteredModel
 
 # Registry accounts of the built-in object-detection image, by region (SageMaker Python SDK's
 # image_uri_config/object-detection.json lists them all).
@@ -24,8 +27,108 @@ METRIC_NAME = "validation:mAP"
 TUNED_OPTIMIZERS = ["sgd", "adam", "rmsprop", "adadelta"]
 
 
+# Incremental training (SageMaker Developer Guide, "Object Detection - MXNet", Incremental Training):
+# a channel named "model" of ContentType application/x-sagemaker-model holding the model.tar.gz
+# of a built-in object-detection job; base_network and num_classes must be the earlier model's.
+MODEL_CHANNEL = "model"
+MODEL_CONTENT_TYPE = "application/x-sagemaker-model"
+
+
 class TrainingConfigError(ValueError):
     """A training request cannot be built; the message names the parameter."""
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """Whether a run trains from the current model, and why (or why not)."""
+
+    model_artifact: str | None
+    version: int | None
+    reason: str
+
+    @property
+    def enabled(self) -> bool:
+        return self.model_artifact is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The XCom/summary form: ``{"warm_started", "version", "model_artifact", "reason"}``."""
+        return {
+            "warm_started": self.enabled,
+            "version": self.version,
+            "model_artifact": self.model_artifact,
+            "reason": self.reason,
+        }
+
+
+def warm_start_decision(params: dict[str, Any], current: RegisteredModel | None) -> WarmStart:
+    """Train from ``current`` (the registry's newest Approved version) when ``params.warm_start``
+    is on and the version was trained for this run's classes (same names, same order: class ids
+    are positions), base network and image shape; otherwise from the pretrained backbone.
+
+    SageMaker itself requires the same ``base_network`` and ``num_classes``; equal class *names*
+    and ``image_shape`` are this pipeline's stricter rule, so a warm-started model never maps a
+    class id to another name or learns at another input size than the device runs.
+    """
+    if not params.get("warm_start", True):
+        return WarmStart(None, None, "params.warm_start is off: training from the pretrained backbone")
+    if current is None:
+        return WarmStart(
+            None, None, "no Approved model in the registry yet: training from the pretrained backbone"
+        )
+    label = f"registry version {current.version}"
+    problems = []
+    if not current.model_artifact:
+        problems.append(f"{label} has no model artefact")
+    if current.classes != list(params["classes"]):
+        problems.append(
+            f"the classes changed: {label} was trained for {current.classes}, this run has "
+            f"{list(params['classes'])}"
+        )
+    network = current.metadata.get(META_BASE_NETWORK, "")
+    if network != params["base_network"]:
+        problems.append(
+            f"the base network changed: {label} is {network or '(not recorded)'}, "
+            f"params.base_network is {params['base_network']}"
+        )
+    shape = current.metadata.get(META_IMAGE_SHAPE, "")
+    if shape != str(params["image_shape"]):
+        problems.append(
+            f"the image shape changed: {label} takes {shape or '(not recorded)'}, "
+            f"params.image_shape is {params['image_shape']}"
+        )
+    if problems:
+        return WarmStart(None, None, "; ".join(problems) + ": training from the pretrained backbone")
+    return WarmStart(
+        current.model_artifact,
+        current.version,
+        f"warm start from {label} ({current.model_artifact}): same classes, base network and image shape",
+    )
+
+
+def model_channel(model_artifact: str) -> dict[str, Any]:
+    """The ``model`` channel of an incremental training job, as the SageMaker Python SDK builds it
+    (``model_uri``): the model.tar.gz, in File mode whatever the job's input mode (the API
+    reference, ``Channel.InputMode``: "To use a model for incremental training, choose File")."""
+    return {
+        "ChannelName": MODEL_CHANNEL,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": model_artifact,
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+        "ContentType": MODEL_CONTENT_TYPE,
+        "InputMode": "File",
+    }
+
+
+def warm_start_of(description: dict[str, Any]) -> str | None:
+    """The model channel's URI in a DescribeTrainingJob answer (None: trained without one)."""
+    for channel in description.get("InputDataConfig") or []:
+        if channel.get("ChannelName") == MODEL_CHANNEL:
+            return channel["DataSource"]["S3DataSource"]["S3Uri"]
+    return None
 
 
 def object_detection_image(region: str, override: str = "") -> str:
@@ -41,11 +144,18 @@ def object_detection_image(region: str, override: str = "") -> str:
     return f"{account}.dkr.ecr.{region}.amazonaws.com/object-detection:1"
 
 
-def hyperparameters(params: dict[str, Any], num_training_samples: int) -> dict[str, str]:
-    """The algorithm's hyperparameters from the DAG's parameters (all values as strings)."""
+def hyperparameters(
+    params: dict[str, Any], num_training_samples: int, warm_start: WarmStart | None = None
+) -> dict[str, str]:
+    """The algorithm's hyperparameters from the DAG's parameters (all values as strings).
+
+    A warm start sets ``use_pretrained_model`` to 0, as AWS's incremental-training sample does:
+    the weights come from the model channel, not from ImageNet.
+    """
+    warm = warm_start is not None and warm_start.enabled
     values = {
         "base_network": params["base_network"],
-        "use_pretrained_model": params["use_pretrained_model"],
+        "use_pretrained_model": 0 if warm else params["use_pretrained_model"],
         "num_classes": len(params["classes"]),
         "num_training_samples": num_training_samples,
         "image_shape": params["image_shape"],
@@ -82,18 +192,25 @@ def _channel(name: str, manifest_uri: str, label_attribute: str) -> dict[str, An
 
 
 def _algorithm_parts(
-    params: dict[str, Any], train_uri: str, validation_uri: str, output_uri: str
+    params: dict[str, Any],
+    train_uri: str,
+    validation_uri: str,
+    output_uri: str,
+    warm_start: WarmStart | None = None,
 ) -> dict[str, Any]:
+    channels = [
+        _channel("train", train_uri, params["label_attribute"]),
+        _channel("validation", validation_uri, params["label_attribute"]),
+    ]
+    if warm_start is not None and warm_start.model_artifact:
+        channels.append(model_channel(warm_start.model_artifact))
     return {
         "AlgorithmSpecification": {
             "TrainingImage": object_detection_image(params["region"], params.get("training_image", "")),
             "TrainingInputMode": "Pipe",
         },
         "RoleArn": params["role_arn"],
-        "InputDataConfig": [
-            _channel("train", train_uri, params["label_attribute"]),
-            _channel("validation", validation_uri, params["label_attribute"]),
-        ],
+        "InputDataConfig": channels,
         "OutputDataConfig": {"S3OutputPath": output_uri},
         "ResourceConfig": {
             "InstanceType": params["instance_type"],
@@ -131,12 +248,14 @@ def training_job_config(
     validation_uri: str,
     output_uri: str,
     num_training_samples: int,
+    warm_start: WarmStart | None = None,
 ) -> dict[str, Any]:
-    """The CreateTrainingJob request (Pipe mode, RecordIO-wrapped augmented manifests)."""
+    """The CreateTrainingJob request (Pipe mode, RecordIO-wrapped augmented manifests; with a
+    warm start, the ``model`` channel too)."""
     return {
         "TrainingJobName": job_name,
-        "HyperParameters": hyperparameters(params, num_training_samples),
-        **_algorithm_parts(params, train_uri, validation_uri, output_uri),
+        "HyperParameters": hyperparameters(params, num_training_samples, warm_start),
+        **_algorithm_parts(params, train_uri, validation_uri, output_uri, warm_start),
         "Tags": [{"Key": "deeplens:pipeline", "Value": "object-detection"}],
     }
 
@@ -149,9 +268,11 @@ def tuning_job_config(
     validation_uri: str,
     output_uri: str,
     num_training_samples: int,
+    warm_start: WarmStart | None = None,
 ) -> dict[str, Any]:
-    """The CreateHyperParameterTuningJob request: learning rate and optimizer, maximising mAP."""
-    static = hyperparameters(params, num_training_samples)
+    """The CreateHyperParameterTuningJob request: learning rate and optimizer, maximising mAP
+    (every training job of it warm-started alike when ``warm_start`` says so)."""
+    static = hyperparameters(params, num_training_samples, warm_start)
     static.pop("learning_rate")
     static.pop("optimizer")
     return {
@@ -178,7 +299,7 @@ def tuning_job_config(
         },
         "TrainingJobDefinition": {
             "StaticHyperParameters": static,
-            **_algorithm_parts(params, train_uri, validation_uri, output_uri),
+            **_algorithm_parts(params, train_uri, validation_uri, output_uri, warm_start),
         },
         "Tags": [{"Key": "deeplens:pipeline", "Value": "object-detection"}],
     }

@@ -16,6 +16,15 @@ is reported as users quote it, "ClientError: Data download failed:Unable to down
 the action it lacks. The refused upload follows the same form ("Model upload failed:Unable to upload
 object <uri> (AccessDenied: Access Denied)"); its exact AWS wording is not confirmed.
 
+Incremental training (the SageMaker Developer Guide, "Object Detection - MXNet", section
+Incremental Training): a channel named ``model`` with ContentType ``application/x-sagemaker-model``
+holds the ``model.tar.gz`` of an earlier built-in object-detection job, read in File mode (API
+reference, ``Channel.InputMode``). The emulator stages it as its execution role (``s3:ListBucket``,
+``s3:GetObject``) and the trainer starts from its weights; a model channel of another content type
+or input mode, or whose model's ``base_network`` or ``num_classes`` differ from the job's (the two
+hyperparameters AWS says must match), fails the job with a ``ClientError``. The exact
+wording AWS gives for those two failures is not documented; the emulator's names the cause.
+
 A tuning job runs its training jobs one at a time through the same path, sampling the request's
 ranges, and reports the best as ``BestTrainingJob``. When none succeeds it fails with "No training
 job succeeded after <n> attempts. Please take a look at the training job failures to get more
@@ -53,6 +62,9 @@ log = logging.getLogger("emulator.training")
 METRIC_NAME = "validation:mAP"
 METRIC_REGEX = r"#quality_metric: host=\S+, epoch=\S+, validation mAP <score>=\(([0-9.eE+-]+)\)"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+MODEL_CHANNEL = "model"
+MODEL_CONTENT_TYPE = "application/x-sagemaker-model"
+CUSTOMER_ERROR_EXIT = 2  # the trainer's exit status for bad input (ml_tools.train)
 _stop_requests: set[tuple[str, str, str]] = set()
 _lock = threading.Lock()
 
@@ -97,6 +109,8 @@ def _create_training_job(self: SageMakerResponse) -> ActionResult:
         )
     for channel in self._get_param("InputDataConfig") or []:
         source = channel["DataSource"].get("S3DataSource", {})
+        if channel["ChannelName"] == MODEL_CHANNEL:
+            continue  # incremental training: checked when the job stages it, as the algorithm does
         if source.get("S3DataType") != "AugmentedManifestFile":
             raise ValidationError(
                 f"channel {channel['ChannelName']}: the emulator trains from AugmentedManifestFile "
@@ -219,6 +233,63 @@ def stage_channel(
     return manifest
 
 
+def stage_model_channel(
+    s3: Any,
+    channel: dict[str, Any],
+    dest: Path,
+    permissions: RolePermissions | None = None,
+    job_input_mode: str = "File",
+) -> Path:
+    """Download the ``model`` channel (every object under its S3 prefix, as SageMaker does) and
+    return the model.tar.gz among them; refuse another ContentType as the algorithm does, and a
+    channel not in File mode (the API reference, Channel.InputMode: "To use a model for
+    incremental training, choose File input mode"; a channel without one takes the job's)."""
+    mode = channel.get("InputMode") or job_input_mode
+    if mode != "File":
+        raise RuntimeError(
+            "ClientError: Unable to initialize the algorithm. Failed to validate input data "
+            f"configuration: channel {MODEL_CHANNEL!r} is in {mode} mode; incremental training "
+            "reads the model in File mode (set the channel's InputMode to File)"
+        )
+    content_type = channel.get("ContentType")
+    if content_type != MODEL_CONTENT_TYPE:
+        raise RuntimeError(
+            "ClientError: Unable to initialize the algorithm. Failed to validate input data "
+            f"configuration: channel {MODEL_CHANNEL!r} has ContentType {content_type!r}; incremental "
+            f"training takes {MODEL_CONTENT_TYPE!r}"
+        )
+    source = channel["DataSource"]["S3DataSource"]
+    uri = source["S3Uri"]
+    bucket, prefix = split_s3_uri(uri)
+    if source.get("S3DataType", "S3Prefix") == "S3Prefix":
+        if permissions is not None and not permissions.allows_s3("s3:ListBucket", bucket):
+            raise RuntimeError(
+                f"ClientError: Data download failed:Unable to list objects under {uri} (AccessDenied: "
+                f"Access Denied). The execution role {permissions.role_arn} is not allowed s3:ListBucket "
+                f"on arn:{permissions.partition}:s3:::{bucket}"
+            )
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+    else:
+        keys = [prefix]
+    if not keys:
+        raise RuntimeError(f"ClientError: Data download failed: no object under {uri} (the model channel)")
+    dest.mkdir(parents=True, exist_ok=True)
+    archives = []
+    for key in keys:
+        _require_read(permissions, f"s3://{bucket}/{key}")
+        local = dest / Path(key).name
+        s3.download_file(bucket, key, str(local))
+        if local.name.endswith(".tar.gz"):
+            archives.append(local)
+    if len(archives) != 1:
+        raise RuntimeError(
+            f"ClientError: the model channel {uri} must hold one model.tar.gz output by SageMaker, "
+            f"found {len(archives)}"
+        )
+    return archives[0]
+
+
 class _LogSink:
     """Send a job's log lines to CloudWatch Logs, as SageMaker's algorithm containers do."""
 
@@ -257,7 +328,17 @@ def _run_training(runtime: Runtime, key: tuple[str, str, str]) -> None:
     try:
         _transition(job, "Downloading", "Downloading input data")
         channels = {}
+        model = None
         for channel in job.input_data_config:
+            if channel["ChannelName"] == MODEL_CHANNEL:
+                model = stage_model_channel(
+                    s3,
+                    channel,
+                    work / MODEL_CHANNEL,
+                    permissions,
+                    job.algorithm_specification.get("TrainingInputMode", "File"),
+                )
+                continue
             source = channel["DataSource"]["S3DataSource"]
             attribute = source["AttributeNames"][-1]
             channels[channel["ChannelName"]] = stage_channel(
@@ -292,6 +373,8 @@ def _run_training(runtime: Runtime, key: tuple[str, str, str]) -> None:
             "--max-seconds",
             str(settings.training_max_seconds),
         ]
+        if model is not None:
+            command += ["--model", str(model)]
         _transition(job, "Training", "Training image download completed. Training in progress.")
         job.training_start_time = _now()
         best = _run_container(command, sink, key)
@@ -346,6 +429,8 @@ def _run_container(command: list[str], sink: _LogSink, key: tuple[str, str, str]
             return None
     if code != 0:
         reason = next((line for line in reversed(last_lines) if line.strip()), f"exit code {code}")
+        if code == CUSTOMER_ERROR_EXIT:  # bad input: SageMaker reports a customer error as ClientError
+            raise RuntimeError(f"ClientError: {reason.removeprefix('error: ')}")
         raise RuntimeError(f"AlgorithmError: {reason}")
     if not scores:
         raise RuntimeError("AlgorithmError: the algorithm reported no validation mAP")

@@ -130,6 +130,7 @@ class PickModelOperator(PipelineOperator):
         artifact = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
         if not artifact:
             raise AirflowException(f"Training job {name} completed without a model artefact")
+        warm_start = self._warm_start(context, job, "tune_model" if tuning_name else "train_model")
         score = training.final_metric(job)
         self.log.info("Model of %s: %s (%s=%s)", name, artifact, training.METRIC_NAME, score)
         cost = training.billing(job)
@@ -147,4 +148,19 @@ class PickModelOperator(PipelineOperator):
             "validation_map": score,
             "hyperparameters": job.get("HyperParameters", {}),
             **training.billing(job),
+            "warm_start": warm_start,
         }
+
+    def _warm_start(self, context: Any, job: dict[str, Any], task_id: str) -> dict[str, Any]:
+        """Whether the picked job trained from a model (its ``model`` channel says) and, as the
+        training or tuning task recorded it, from which registry version and why."""
+        uri = training.warm_start_of(job)
+        ti = context.get("ti")
+        recorded = (ti.xcom_pull(task_ids=task_id, key="warm_start") if ti is not None else None) or {}
+        result = {"warm_started": uri is not None, "model_artifact": uri, "version": None, "reason": ""}
+        if recorded.get("model_artifact") == uri:
+            result.update(version=recorded.get("version"), reason=recorded.get("reason", ""))
+        if not result["reason"]:
+            result["reason"] = f"trained from {uri}" if uri else "trained from the pretrained backbone"
+        self.log.info("Model of %s: %s", job["TrainingJobName"], result["reason"])
+        return result

@@ -28,6 +28,7 @@ from deeplens_pipeline.airflow_compat import AirflowException, AirflowFailExcept
 from deeplens_pipeline.hooks.groundtruth import describe_or_none
 from deeplens_pipeline.naming import training_job_name, tuning_job_name
 from deeplens_pipeline.operators.base import DEFAULT_CONN_ID, run_config, run_scope
+from deeplens_pipeline.registry import current_model, group_name
 from deeplens_pipeline.triggers.sagemaker import SageMakerJobTrigger
 
 RUNNING = ("InProgress", "Stopping")
@@ -46,6 +47,45 @@ def _channels(split: dict[str, Any]) -> dict[str, Any]:
         "validation_uri": split["validation_uri"],
         "num_training_samples": split["train_count"],
     }
+
+
+WARM_START_KEY = "warm_start"
+"""The XCom key under which the training and tuning tasks record :meth:`WarmStart.as_dict`."""
+
+
+def decide_warm_start(hook: Any, config: dict[str, Any], context: Any, log: Any) -> training.WarmStart:
+    """Warm start or not, from the registry's current model (one ListModelPackages and one
+    DescribeModelPackage call, none when ``params.warm_start`` is off); logged and recorded as
+    this task's ``warm_start`` XCom."""
+    current = None
+    if config.get("warm_start", True):
+        scope = run_scope(context)
+        current = current_model(hook.conn, group_name(scope.environment, scope.dag_id))
+    decision = training.warm_start_decision(config, current)
+    log.info("Warm start: %s", decision.reason)
+    record_warm_start(context, decision.as_dict())
+    return decision
+
+
+def record_warm_start(context: Any, value: dict[str, Any]) -> None:
+    """Push ``value`` as this task's ``warm_start`` XCom (skipped outside a task instance)."""
+    ti = context.get("ti")
+    if ti is not None:
+        ti.xcom_push(key=WARM_START_KEY, value={k: v for k, v in value.items() if v is not None})
+
+
+def reattached_warm_start(context: Any, description: dict[str, Any]) -> None:
+    """On re-attaching, record what the existing job was started with (its model channel)."""
+    uri = training.warm_start_of(description)
+    record_warm_start(
+        context,
+        {
+            "warm_started": uri is not None,
+            "model_artifact": uri,
+            "reason": "re-attached to a job started "
+            + (f"from {uri}" if uri else "from the pretrained backbone"),
+        },
+    )
 
 
 def failure_reasons(hook: Any, kind: str, name: str) -> tuple[str, str]:
@@ -135,10 +175,12 @@ class TrainingJobOperator(_FailsOnceWithTheReason, _TriggersInTheRunsRegion, Sag
                 job_name=name,
                 params=config,
                 output_uri=f"s3://{config['bucket']}/output/",
+                warm_start=decide_warm_start(self.hook, config, context, self.log),
                 **_channels(self.split),
             )
             self.log.info("Training job %s: %s", name, self.config["HyperParameters"])
             return super().execute(context)
+        reattached_warm_start(context, existing)
         status = existing["TrainingJobStatus"]
         self.log.info("Training job %s exists (%s): re-attaching, not starting another", name, status)
         if status == "Completed":
@@ -182,12 +224,14 @@ class TuningJobOperator(_FailsOnceWithTheReason, SageMakerTuningOperator):
                 job_name=name,
                 params=config,
                 output_uri=f"s3://{config['bucket']}/output/",
+                warm_start=decide_warm_start(self.hook, config, context, self.log),
                 **_channels(self.split),
             )
             self.preprocess_config()
             self.log.info("Creating tuning job %s (%d training jobs)", name, config["tuning_max_jobs"])
             self.hook.create_tuning_job(self.config, wait_for_completion=False)
         else:
+            reattached_warm_start(context, existing.get("TrainingJobDefinition") or {})
             status = existing["HyperParameterTuningJobStatus"]
             self.log.info("Tuning job %s exists (%s): re-attaching, not starting another", name, status)
             if status == "Completed":
