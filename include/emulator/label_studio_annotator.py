@@ -13,7 +13,12 @@ Studio's own API (label-studio-sdk) and S3:
   one annotation is posted whose results are ``rectanglelabels`` in percent of the image's pixel size;
 * objects whose label is not among the project's ``<RectangleLabels>`` classes are skipped, as are
   boxes mostly outside the prepared image; an image without an answer (or without the metadata) gets
-  an empty annotation, as the Ground Truth simulation's worker draws no box.
+  an empty annotation, as the Ground Truth simulation's worker draws no box;
+* a task that came with pre-drawn boxes (a prediction: the pipeline's pre-labels) is corrected, as a
+  person would (:func:`correct_predictions`): a pre-drawn box that matches an answer (same class,
+  IoU ≥ ``keep_iou``) is kept exactly as drawn, one that overlaps an answer less well or with the
+  wrong class is moved onto it (same region), the others are deleted, and answers no pre-drawn box
+  covered are drawn.
 
 ``python -m emulator.label_studio_annotator --url URL --token TOKEN --project-title-prefix P
 --endpoint-url S3_URL --answer-key answer_key.json`` runs it until interrupted (the demo's labeller).
@@ -117,6 +122,92 @@ def rectangle_results(
     return results
 
 
+KEEP_IOU = 0.5
+"""A pre-drawn box this close to an answer of its class is good enough: the annotator keeps it."""
+FIX_IOU = 0.1
+"""A pre-drawn box overlapping an answer at least this much is dragged onto it rather than deleted."""
+
+
+def _percent_box(item: dict[str, Any]) -> tuple[float, float, float, float]:
+    v = item["value"]
+    return float(v["x"]), float(v["y"]), float(v["x"]) + float(v["width"]), float(v["y"]) + float(v["height"])
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def correct_predictions(
+    predicted: list[dict[str, Any]],
+    answers: list[dict[str, Any]],
+    config: RectangleConfig,
+    keep_iou: float = KEEP_IOU,
+    fix_iou: float = FIX_IOU,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The annotation a careful person submits for a task that came with pre-drawn boxes.
+
+    ``predicted``: the prediction's results; ``answers``: :func:`rectangle_results` of the answer key
+    (same percent coordinates). Pre-drawn boxes are taken highest score first; each is matched to
+    the unused answer it overlaps most. Kept (same class, IoU ≥ ``keep_iou``): the region exactly as
+    drawn. Fixed (IoU ≥ ``fix_iou``): the region keeps its id and takes the answer's box and class.
+    Otherwise deleted. Answers left over are drawn as new regions. Returns the results and the
+    counts ``{"kept", "fixed", "deleted", "drawn"}``.
+    """
+    ours = [
+        p
+        for p in predicted
+        if p.get("type") == "rectanglelabels" and p.get("from_name") == config.from_name and p.get("value")
+    ]
+    ours.sort(key=lambda p: -float(p.get("score") or 0))
+    free = list(range(len(answers)))
+    results: list[dict[str, Any]] = []
+    counts = {"kept": 0, "fixed": 0, "deleted": 0, "drawn": 0}
+    for number, item in enumerate(ours):
+        box = _percent_box(item)
+        scored = [(_iou(box, _percent_box(answers[j])), j) for j in free]
+        overlap, j = max(scored, default=(0.0, -1))
+        region = item.get("id") or f"pre-{number}"
+        if (
+            j >= 0
+            and overlap >= keep_iou
+            and (item["value"].get("rectanglelabels") == answers[j]["value"]["rectanglelabels"])
+        ):
+            free.remove(j)
+            kept = {k: v for k, v in item.items() if k != "score"}
+            results.append({**kept, "id": region})
+            counts["kept"] += 1
+        elif j >= 0 and overlap >= fix_iou:
+            free.remove(j)
+            results.append({**answers[j], "id": region})
+            counts["fixed"] += 1
+        else:
+            counts["deleted"] += 1
+    for n, j in enumerate(free):
+        results.append({**answers[j], "id": f"drawn-{n}"})
+        counts["drawn"] += 1
+    return results, counts
+
+
+def _prediction_result(task: Any) -> list[dict[str, Any]] | None:
+    """The newest prediction's results of a task (None when it came without one)."""
+    predictions = [p for p in (getattr(task, "predictions", None) or []) if p is not None]
+    if not predictions:
+        return None
+
+    def stamp(p: Any) -> tuple[str, int]:
+        created = p.get("created_at") if isinstance(p, dict) else getattr(p, "created_at", None)
+        ident = p.get("id") if isinstance(p, dict) else getattr(p, "id", None)
+        return str(created or ""), int(ident or 0)
+
+    newest = max(predictions, key=stamp)
+    result = newest.get("result") if isinstance(newest, dict) else getattr(newest, "result", None)
+    return list(result or [])
+
+
 def make_client(client_or_url: Any, token: str | None):
     """A label-studio-sdk client: ``client_or_url`` itself, or a new one for that URL and token."""
     if not isinstance(client_or_url, str):
@@ -164,7 +255,16 @@ def _label_task(task: Any, config: RectangleConfig, s3_client: Any, answers: dic
         log.info("task %s: no answer for %s: the simulated annotator draws no box", task.id, uri)
     elif transform is None:
         log.info("task %s: %s has no deeplens-transform metadata: no box", task.id, uri)
-    return rectangle_results(answer, transform, width, height, config)
+    answers = [
+        {**item, "id": f"drawn-{n}"}
+        for n, item in enumerate(rectangle_results(answer, transform, width, height, config))
+    ]
+    predicted = _prediction_result(task)
+    if predicted is None:
+        return answers
+    results, counts = correct_predictions(predicted, answers, config)
+    log.info("task %s: corrected the pre-drawn boxes: %s", task.id, counts)
+    return results
 
 
 def annotate_pending(

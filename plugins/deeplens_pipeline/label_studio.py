@@ -244,3 +244,233 @@ def output_manifest(
 ) -> str:
     """The whole output manifest (one line per labelled image, newline-terminated)."""
     return "".join(manifest_line(i, label_attribute, classes, job, created) + "\n" for i in images)
+
+
+# --- pre-labels: the current model's boxes as Label Studio predictions ----------------------------
+
+PREDICTION_ID_PREFIX = "deeplens-pred-"
+SAME_BOX_TOLERANCE = 0.05
+"""Two rectangles are the same box when every coordinate (percent of the image) differs by at most
+this much: a box nobody touched comes back exactly, this only absorbs float round trips."""
+CHANGED_IOU = 0.5
+"""A pre-drawn box and an annotated one overlapping this much (VOC's IoU) are one box, changed."""
+
+
+@dataclass
+class Prelabels:
+    """The boxes pre-drawn on one image, and what was left out of them."""
+
+    result: list[dict[str, Any]] = field(default_factory=list)
+    below_threshold: int = 0
+    unmapped: int = 0
+    degenerate: int = 0
+
+    def prediction(self, model_version: str) -> dict[str, Any]:
+        """The task's ``predictions`` entry (its score: the mean score of its boxes, 0 without any)."""
+        scores = [float(item["score"]) for item in self.result]
+        return {
+            "model_version": model_version,
+            "score": round(sum(scores) / len(scores), 6) if scores else 0.0,
+            "result": self.result,
+        }
+
+
+def prediction_results(
+    detections: Iterable[Any],
+    model_classes: list[str],
+    classes: list[str],
+    size: tuple[int, int],
+    threshold: float,
+) -> Prelabels:
+    """Label Studio ``rectanglelabels`` results for the detections scoring at least ``threshold``.
+
+    ``detections`` are :class:`deeplens_pipeline.evaluation.Detection` (class id of the *model*,
+    score, corners normalised to [0, 1]); a class id becomes the model's class name, kept only when
+    it is one of ``classes`` (the project's). Corners are clipped to the image; a box under one
+    pixel (``size`` is the image's width and height) is dropped. Regions get stable ids
+    (``deeplens-pred-<n>``) so an annotation that keeps a box can be recognised.
+    """
+    width, height = size
+    out = Prelabels()
+    wanted = set(classes)
+    ranked = sorted(detections, key=lambda d: -d.score)
+    for detection in ranked:
+        if detection.score < threshold:
+            out.below_threshold += 1
+            continue
+        name = model_classes[detection.class_id] if 0 <= detection.class_id < len(model_classes) else None
+        if name is None or name not in wanted:
+            out.unmapped += 1
+            continue
+        x0, y0, x1, y1 = (min(1.0, max(0.0, float(v))) for v in detection.box)
+        if (x1 - x0) * width < 1 or (y1 - y0) * height < 1:
+            out.degenerate += 1
+            continue
+        out.result.append(
+            {
+                "id": f"{PREDICTION_ID_PREFIX}{len(out.result)}",
+                "from_name": FROM_NAME,
+                "to_name": TO_NAME,
+                "type": "rectanglelabels",
+                "original_width": width,
+                "original_height": height,
+                "image_rotation": 0,
+                "score": round(float(detection.score), 6),
+                "value": {
+                    "x": round(100 * x0, 4),
+                    "y": round(100 * y0, 4),
+                    "width": round(100 * (x1 - x0), 4),
+                    "height": round(100 * (y1 - y0), 4),
+                    "rotation": 0,
+                    "rectanglelabels": [name],
+                },
+            }
+        )
+    return out
+
+
+def newest_prediction(predictions: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """The prediction the annotator saw last (latest ``created_at``, then id), or None."""
+    items = [p for p in predictions if p]
+    return max(items, key=_stamp) if items else None
+
+
+def _rectangles(result: Iterable[dict[str, Any]]) -> list[tuple[str | None, str, tuple[float, ...]]]:
+    """(region id, label, (x, y, width, height)) of each rectangle of the pipeline's control."""
+    boxes = []
+    for item in result or []:
+        if item.get("type") != "rectanglelabels" or item.get("from_name") != FROM_NAME:
+            continue
+        value = item.get("value") or {}
+        try:
+            coords = tuple(float(value[k]) for k in ("x", "y", "width", "height"))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if float(value.get("rotation") or 0):
+            continue  # a rotated box is never the (axis-aligned) one the model drew
+        for label in value.get("rectanglelabels") or []:
+            boxes.append((item.get("id"), str(label), coords))
+    return boxes
+
+
+def _same(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return all(abs(p - q) <= SAME_BOX_TOLERANCE for p, q in zip(a, b, strict=True))
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class PrelabelDiff:
+    """What annotators did with the pre-drawn boxes: kept unchanged, changed, deleted; and added."""
+
+    tasks: int = 0
+    predicted: int = 0
+    kept: int = 0
+    changed: int = 0
+    deleted: int = 0
+    added: int = 0
+
+    def add(self, other: PrelabelDiff) -> None:
+        """Add another task's counts to these."""
+        for name in ("tasks", "predicted", "kept", "changed", "deleted", "added"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def report(self) -> dict[str, Any]:
+        """A JSON-serialisable account (with the share of pre-drawn boxes kept unchanged)."""
+        share = round(self.kept / self.predicted, 4) if self.predicted else None
+        return {
+            "tasks": self.tasks,
+            "predicted_boxes": self.predicted,
+            "kept": self.kept,
+            "changed": self.changed,
+            "deleted": self.deleted,
+            "added": self.added,
+            "kept_share": share,
+        }
+
+
+def diff_prediction(predicted: Iterable[dict[str, Any]], annotated: Iterable[dict[str, Any]]) -> PrelabelDiff:
+    """Compare one task's pre-drawn boxes with the annotation that was submitted.
+
+    A pre-drawn box is *kept* when the annotation has the same box with the same label (the same
+    region id first, else any region: Label Studio may re-id regions); *changed* when the annotation
+    has a box with its region id but moved, resized or relabelled, or (no id match) a box overlapping
+    it by IoU ≥ 0.5; otherwise *deleted*. Annotated boxes matched to no pre-drawn one were *added*.
+    """
+    preds = _rectangles(predicted)
+    boxes = _rectangles(annotated)
+    diff = PrelabelDiff(tasks=1, predicted=len(preds))
+    free = list(range(len(boxes)))
+    left: list[tuple[str, tuple[float, ...]]] = []
+
+    def take(j: int) -> None:
+        free.remove(j)
+
+    for pid, label, coords in preds:
+        same_id = [j for j in free if pid is not None and boxes[j][0] == pid]
+        if same_id:
+            j = same_id[0]
+            take(j)
+            if boxes[j][1] == label and _same(boxes[j][2], coords):
+                diff.kept += 1
+            else:
+                diff.changed += 1
+            continue
+        left.append((label, coords))
+    unmatched: list[tuple[str, tuple[float, ...]]] = []
+    for label, coords in left:
+        exact = [j for j in free if boxes[j][1] == label and _same(boxes[j][2], coords)]
+        if exact:
+            take(exact[0])
+            diff.kept += 1
+        else:
+            unmatched.append((label, coords))
+    for _label, coords in unmatched:
+        overlaps = [(_iou(coords, boxes[j][2]), j) for j in free]
+        best = max(overlaps, default=(0.0, -1))
+        if best[0] >= CHANGED_IOU:
+            take(best[1])
+            diff.changed += 1
+        else:
+            diff.deleted += 1
+    diff.added = len(free)
+    return diff
+
+
+def task_prelabel_diff(task: dict[str, Any]) -> PrelabelDiff | None:
+    """The diff of a task's newest prediction and newest completed annotation (None: either is missing)."""
+    prediction = newest_prediction(task.get("predictions") or [])
+    annotation = newest_completed(task.get("annotations") or [])
+    if prediction is None or annotation is None:
+        return None
+    return diff_prediction(prediction.get("result") or [], annotation.get("result") or [])
+
+
+def prelabel_summary(prelabel: dict[str, Any] | None) -> str | None:
+    """The run summary's line on pre-drawn boxes: what annotators did with them, or why there were none.
+
+    ``prelabel`` is the labelling task's ``prelabel`` result (None: no Label Studio, nothing new).
+    """
+    if not prelabel:
+        return None
+    if "kept" in prelabel:
+        versions = ", ".join(prelabel.get("model_versions") or []) or "?"
+        return (
+            f"{prelabel['kept']} of {prelabel['predicted_boxes']} kept unchanged, {prelabel['changed']} "
+            f"changed, {prelabel['deleted']} deleted; {prelabel['added']} drawn by annotators "
+            f"({prelabel['tasks']} task(s), model version {versions})"
+        )
+    if "skipped" in prelabel:
+        return f"none: {prelabel['skipped']}"
+    if "boxes" in prelabel:
+        return (
+            f"{prelabel['boxes']} box(es) pre-drawn on {prelabel['tasks']} task(s) "
+            f"(model version {prelabel.get('model_version')}), not yet answered"
+        )
+    return None

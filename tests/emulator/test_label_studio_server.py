@@ -19,6 +19,7 @@ from emulator.extension.groundtruth import load_answer_keys
 from emulator.label_studio_annotator import (
     AnnotatorThread,
     annotate_pending,
+    correct_predictions,
     parse_label_config,
     rectangle_results,
 )
@@ -288,3 +289,46 @@ def test_a_second_server_starts_from_the_template_and_stops(tmp_path, label_stud
     assert other.process.poll() is not None
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{other.url}/api/projects", headers=other.headers, timeout=5)
+
+
+def _rect(x, y, w, h, label, region=None, score=None):
+    item = {
+        "from_name": "label",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [label]},
+    }
+    if region is not None:
+        item["id"] = region
+    if score is not None:
+        item["score"] = score
+    return item
+
+
+def test_the_annotator_corrects_pre_drawn_boxes_as_a_person_would():
+    config = parse_label_config(LABEL_CONFIG)
+    answers = [
+        _rect(10, 10, 20, 20, "red", "drawn-0"),
+        _rect(50, 50, 20, 20, "blue", "drawn-1"),
+        _rect(70, 10, 10, 10, "red", "drawn-2"),
+        _rect(5, 80, 10, 10, "blue", "drawn-3"),
+    ]
+    predicted = [
+        _rect(11, 10, 20, 20, "red", "deeplens-pred-0", 0.9),  # IoU ≈ 0.9, right class: kept as drawn
+        _rect(50, 50, 20, 20, "red", "deeplens-pred-1", 0.8),  # right place, wrong class: fixed
+        _rect(73, 13, 10, 10, "red", "deeplens-pred-2", 0.7),  # IoU ≈ 0.3: dragged onto the answer
+        _rect(40, 85, 5, 5, "blue", "deeplens-pred-3", 0.6),  # nothing there: deleted
+        {**_rect(5, 80, 10, 10, "blue", "other"), "from_name": "another-control"},  # not ours: ignored
+    ]
+    results, counts = correct_predictions(predicted, answers, config)
+    assert counts == {"kept": 1, "fixed": 2, "deleted": 1, "drawn": 1}
+    by_id = {r["id"]: r for r in results}
+    assert by_id["deeplens-pred-0"]["value"] == predicted[0]["value"]  # exactly as pre-drawn
+    assert "score" not in by_id["deeplens-pred-0"]
+    assert by_id["deeplens-pred-1"]["value"] == answers[1]["value"]
+    assert by_id["deeplens-pred-2"]["value"] == answers[2]["value"]
+    assert "deeplens-pred-3" not in by_id
+    assert by_id["drawn-0"]["value"] == answers[3]["value"]  # the answer no pre-drawn box covered
+    # Without pre-drawn boxes the annotator draws every answer.
+    drawn, counts = correct_predictions([], answers, config)
+    assert counts["drawn"] == 4 and [r["value"] for r in drawn] == [a["value"] for a in answers]

@@ -6,6 +6,10 @@ images under the input prefix that still have no label, lets the backend have th
 ``manifests/labels.manifest``. A backend (``operators/labeling_backends.py``) only starts or
 re-attaches to its work and returns the new labels in Ground Truth's manifest form, so the rest of
 the DAG does not know which tool labelled an image.
+
+With Label Studio, the backend may first ask for a wait of its own (a :class:`Wait`): the batch
+transform job that pre-draws the current model's boxes, resumed by :meth:`execute_after_prelabel`,
+which simply starts again (every step re-attaches), now importing the tasks with their boxes.
 """
 
 from __future__ import annotations
@@ -70,12 +74,22 @@ class LabelImagesOperator(PipelineOperator):
 
     Every backend names its work after the run (a Ground Truth job, a batch of Label Studio tasks),
     so a retried task re-attaches instead of paying or asking for the work twice. Returns the
-    backend, the work's name, this run's counts, what was left out, and the totals.
+    backend, the work's name, this run's counts, what was left out, and the totals (Label Studio
+    adds ``project``, ``project_url``, ``export`` and ``prelabel``).
     """
 
     template_fields = ("images",)
 
-    def __init__(self, *, images: Any = None, label_studio_conn_id: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        images: Any = None,
+        label_studio_conn_id: str | None = None,
+        prelabel: bool = True,
+        prelabel_threshold: float | None = None,
+        prelabel_instance_type: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         # The images stage's summary (its "images": key and source SHA-256 of every usable image):
         # labels are tied to those digests. None (e.g. a DAG without the images stage): not checked.
@@ -83,6 +97,13 @@ class LabelImagesOperator(PipelineOperator):
         from deeplens_pipeline.hooks.label_studio import DEFAULT_CONN_ID
 
         self.label_studio_conn_id = label_studio_conn_id or DEFAULT_CONN_ID
+        # Label Studio only: new tasks arrive with the current model's boxes drawn (scores at least
+        # prelabel_threshold, else params.detection_threshold), from a batch transform job.
+        if prelabel_threshold is not None and not 0 <= float(prelabel_threshold) <= 1:
+            raise ValueError(f"prelabel_threshold must be between 0 and 1, not {prelabel_threshold!r}")
+        self.prelabel = prelabel
+        self.prelabel_threshold = prelabel_threshold
+        self.prelabel_instance_type = prelabel_instance_type
 
     def _backend(self, context: Any, config: dict[str, Any]) -> Any:
         from deeplens_pipeline.operators.labeling_backends import BACKENDS
@@ -96,9 +117,19 @@ class LabelImagesOperator(PipelineOperator):
         outcome = backend.start(lambda: self._pending(s3, layout, config, backend.name))
         if outcome is None:
             return self._result(config, backend, None)
-        if outcome == backend.FINISHED:
+        if isinstance(outcome, str) and outcome == backend.FINISHED:
             return self._finish(context, config, backend, None)
+        from deeplens_pipeline.operators.labeling_backends import Wait
+
+        if isinstance(outcome, Wait):
+            self.defer(trigger=outcome.trigger, method_name=outcome.method, timeout=outcome.timeout)
         self.defer(trigger=outcome, method_name="execute_complete", timeout=backend.defer_timeout())
+
+    def execute_after_prelabel(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the pre-labelling transform job ended: start again, now importing the tasks
+        (the backend re-reads the job, so a failed one means tasks without pre-drawn boxes)."""
+        self.log.info("Pre-labelling transform job ended: %s", event)
+        return self.execute(context)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         config = run_config(context)

@@ -11,17 +11,39 @@ import io
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+from deeplens_pipeline import evaluation
 from deeplens_pipeline import groundtruth as gt
 from deeplens_pipeline import label_studio as ls
 from deeplens_pipeline.airflow_compat import AirflowException, AirflowFailException
 from deeplens_pipeline.hooks.groundtruth import GroundTruthHook
-from deeplens_pipeline.layout import BucketLayout, split_s3_uri
-from deeplens_pipeline.naming import RunScope, labeling_job_name
+from deeplens_pipeline.layout import BucketLayout, run_segment, split_s3_uri
+from deeplens_pipeline.naming import RunScope, job_name, labeling_job_name
 
 Pending = Callable[[], list[str]]
+TRANSFORM_RUNNING = ("InProgress", "Stopping")
+
+
+@dataclass(frozen=True)
+class Wait:
+    """A wait a backend asks for: the trigger, the operator method that resumes, the deferral's timeout."""
+
+    trigger: Any
+    method: str = "execute_complete"
+    timeout: timedelta | None = None
+
+
+def prelabel_name(scope: RunScope) -> str:
+    """The pre-labelling model's and transform job's name for this run (one paid job per run)."""
+    return job_name("prelabel", scope)
+
+
+def prelabel_prefix(run_id: str) -> str:
+    """Where this run's pre-labelling keeps its transform input manifest and the predictions."""
+    return f"prelabel/{run_segment(run_id)}/"
 
 
 class LabelingBackend:
@@ -40,7 +62,8 @@ class LabelingBackend:
         self.left_out: dict[str, list[str]] = {}
 
     def start(self, pending: Pending) -> Any:
-        """Begin (or re-attach to) this run's labelling; a trigger, FINISHED, or None."""
+        """Begin (or re-attach to) this run's labelling: a trigger (resumed by ``execute_complete``),
+        a :class:`Wait`, FINISHED, or None."""
         raise NotImplementedError
 
     def collect(self, event: dict[str, Any] | None) -> list[gt.LabelledImage]:
@@ -213,6 +236,13 @@ class LabelStudioBackend(LabelingBackend):
     browser. Only images that have no label and no task yet are imported; the run waits for every
     task of its unlabelled images, then converts the newest completed annotation of each into
     Ground Truth's manifest lines (written under ``output/<work name>/``, as a job's would be).
+
+    Pre-drawn boxes: when the registry has a current model (its newest Approved version), the new
+    images first go through one batch transform job of this run (``deeplens-prelabel-…``, the
+    evaluation's request; waited for in the triggerer, re-attached on a retry), and each task is
+    imported with the boxes scoring at least the threshold as a Label Studio prediction
+    (``model_version``: the registry version). After the wait, the annotations are compared with
+    them: the result's ``prelabel`` says how many were kept unchanged, changed, deleted, and added.
     """
 
     name = "label-studio"
@@ -225,6 +255,7 @@ class LabelStudioBackend(LabelingBackend):
         self._client: Any = None
         self._server: Any = None
         self.project_id: int | None = None
+        self.prelabel: dict[str, Any] | None = None
 
     # --- the server -----------------------------------------------------------------------------
 
@@ -255,6 +286,7 @@ class LabelStudioBackend(LabelingBackend):
             "project": self.title,
             "project_url": url,
             "export": conversion.report() if conversion is not None else None,
+            "prelabel": self.prelabel,
         }
 
     # --- the project ----------------------------------------------------------------------------
@@ -332,20 +364,217 @@ class LabelStudioBackend(LabelingBackend):
                 by_image[image] = record
         return by_image
 
+    # --- pre-labels: the current model's boxes, from a batch transform job -----------------------
+
+    def _sagemaker(self) -> Any:
+        from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook  # boto3: at run time
+
+        return SageMakerHook(aws_conn_id=self.op.aws_conn_id, region_name=self.config["region"])
+
+    def threshold(self) -> float:
+        """The least score of a pre-drawn box (the operator's, else ``params.detection_threshold``)."""
+        value = self.op.prelabel_threshold
+        return float(self.config["detection_threshold"] if value is None else value)
+
+    def prelabel_model(self, hook: Any) -> Any:
+        """The registry's current model to pre-label with, or None (the reason is logged and kept)."""
+        from deeplens_pipeline.registry import current_model, group_name
+
+        def skip(reason: str) -> None:
+            self.log.info("No pre-drawn boxes: %s", reason)
+            self.prelabel = {"skipped": reason}
+
+        if not self.op.prelabel:
+            return skip("pre-labelling is off for this task (prelabel=False)")
+        group = group_name(self.scope.environment, self.scope.dag_id)
+        model = current_model(hook.conn, group)
+        if model is None:
+            return skip(f"model package group {group} has no Approved version yet")
+        if not model.classes:
+            return skip(f"version {model.version} of {group} does not record its classes")
+        shared = [name for name in model.classes if name in self.config["classes"]]
+        if not shared:
+            return skip(
+                f"version {model.version} of {group} detects {model.classes}, none of params.classes "
+                f"{self.config['classes']}"
+            )
+        if not model.model_artifact:
+            return skip(f"version {model.version} of {group} has no model artefact")
+        return model
+
+    def _ensure_prelabel_model(self, hook: Any, name: str, model: Any) -> None:
+        """The SageMaker model ``name`` over the current model's artefact (as the evaluation makes it)."""
+        from deeplens_pipeline.hooks.groundtruth import describe_or_none
+        from deeplens_pipeline.training import object_detection_image
+
+        existing = describe_or_none(hook.describe_model, name)
+        if existing is not None:
+            found = existing.get("PrimaryContainer", {}).get("ModelDataUrl")
+            if found != model.model_artifact:
+                self.log.warning(
+                    "Model %s (this run's pre-labeller) serves %s, not %s: a newer version was approved "
+                    "since this run began; pre-labelling with the first",
+                    name,
+                    found,
+                    model.model_artifact,
+                )
+            return
+        image = model.image or object_detection_image(
+            self.config["region"], self.config.get("training_image") or ""
+        )
+        self.log.info("Creating model %s from version %s (%s)", name, model.version, model.model_artifact)
+        hook.create_model(
+            {
+                "ModelName": name,
+                "ExecutionRoleArn": self.config["role_arn"],
+                "PrimaryContainer": {"Image": image, "ModelDataUrl": model.model_artifact},
+            }
+        )
+
+    def _transform_wait(self, name: str) -> Wait:
+        from deeplens_pipeline.triggers.sagemaker import SageMakerJobTrigger
+
+        poll = self.config["poll_seconds"]
+        attempts = max(1, math.ceil((self.config["max_runtime_hours"] * 3600 + 3600) / poll))
+        return Wait(
+            trigger=SageMakerJobTrigger(
+                job_name=name,
+                job_type="Transform",
+                waiter_delay=poll,
+                waiter_max_attempts=attempts,
+                aws_conn_id=self.op.aws_conn_id,
+                region_name=self.config["region"],
+            ),
+            method="execute_after_prelabel",
+            timeout=timedelta(seconds=poll * attempts),
+        )
+
+    def prelabel_job(self, new: list[str]) -> Wait | tuple[Any, dict[str, Any]] | None:
+        """Start or re-attach to this run's transform job over ``new`` with the current model.
+
+        A :class:`Wait` while it runs; (model, job description) once it completed; None when there
+        is nothing to pre-label with or the job failed (the images are then imported without boxes:
+        pre-drawn boxes save annotators time, their absence costs no label).
+        """
+        from deeplens_pipeline.hooks.groundtruth import describe_or_none
+        from deeplens_pipeline.operators.evaluation import DEFAULT_INSTANCE_TYPE, transform_request
+
+        hook = self._sagemaker()
+        model = self.prelabel_model(hook)
+        if model is None:
+            return None
+        name = prelabel_name(self.scope)
+        job = describe_or_none(hook.describe_transform_job, name)
+        if job is None:
+            self._ensure_prelabel_model(hook, name, model)
+            prefix = prelabel_prefix(self.scope.run_id)
+            manifest_key = f"{prefix}input.manifest"
+            bucket = self.config["bucket"]
+            self.op.s3(self.config).load_string(
+                evaluation.transform_manifest(new), manifest_key, bucket, replace=True
+            )
+            request = transform_request(
+                name,
+                f"s3://{bucket}/{manifest_key}",
+                f"s3://{bucket}/{prefix}predictions/",
+                self.op.prelabel_instance_type or DEFAULT_INSTANCE_TYPE,
+            )
+            hook.create_transform_job(request, wait_for_completion=False)
+            self.log.info(
+                "Transform job %s: pre-drawing boxes on %d new image(s) with version %s of the model",
+                name,
+                len(new),
+                model.version,
+            )
+            return self._transform_wait(name)
+        status = job["TransformJobStatus"]
+        if status in TRANSFORM_RUNNING:
+            self.log.info("Transform job %s is %s: re-attaching, not starting another", name, status)
+            return self._transform_wait(name)
+        if status == "Completed":
+            return model, job
+        reason = f"transform job {name} is {status}: {job.get('FailureReason') or 'no reason given'}"
+        self.log.warning("No pre-drawn boxes (%s): the images go to annotators without them", reason)
+        self.prelabel = {"skipped": reason, "transform_job": name}
+        return None
+
+    def predictions(self, model: Any, job: dict[str, Any], new: list[str]) -> dict[str, dict[str, Any]]:
+        """Each new image's Label Studio prediction from the transform's answers (boxes ≥ threshold)."""
+        s3 = self.op.s3(self.config)
+        output = job["TransformOutput"]["S3OutputPath"]
+        threshold = self.threshold()
+        found: dict[str, dict[str, Any]] = {}
+        counts = {"boxes": 0, "below_threshold": 0, "other_classes": 0, "no_prediction": 0}
+        for image in new:
+            uri = evaluation.prediction_uri(image, output)
+            bucket, key = split_s3_uri(uri)
+            if not s3.check_for_key(key, bucket):
+                counts["no_prediction"] += 1  # an image that arrived after the job started
+                continue
+            try:
+                detections = evaluation.parse_prediction(s3.read_key(key, bucket), len(model.classes), uri)
+            except evaluation.EvaluationError as err:
+                self.log.warning("No pre-drawn boxes on %s: %s", image, err)
+                counts["no_prediction"] += 1
+                continue
+            width, height, _ = image_size(s3, image)
+            pre = ls.prediction_results(
+                detections, model.classes, self.config["classes"], (width, height), threshold
+            )
+            counts["boxes"] += len(pre.result)
+            counts["below_threshold"] += pre.below_threshold
+            counts["other_classes"] += pre.unmapped
+            found[image] = pre.prediction(str(model.version))
+        self.prelabel = {
+            "model_version": str(model.version),
+            "model_package": model.arn,
+            "transform_job": job["TransformJobName"],
+            "threshold": threshold,
+            "tasks": len(found),
+            **counts,
+        }
+        self.log.info("Pre-drawn boxes: %s", self.prelabel)
+        return found
+
+    def _show_version(self, project: Any, version: str) -> None:
+        """Make ``version`` the project's model version: Label Studio shows annotators only the
+        predictions of the project's ``model_version`` (it takes the first one imported and keeps it)."""
+        current = self.client().projects.get(id=project.id).model_version
+        if current != version:
+            self.client().projects.update(id=project.id, model_version=version)
+            self.log.info(
+                "Label Studio project %r now shows the predictions of model version %s (was %r)",
+                self.title,
+                version,
+                current,
+            )
+
     # --- the interface --------------------------------------------------------------------------
 
     def start(self, pending: Pending) -> Any:
         todo = pending()
         if not todo:
             return None
-        self.project()  # after the images are listed: a storage's prefix must hold an object
+        project = self.project()  # after the images are listed: a storage's prefix must hold an object
         self._ensure_cors(self.config["bucket"])
         existing = self.tasks(annotations=False)
         new = [image for image in todo if image not in existing]
         if new:
-            self.client().projects.import_tasks(
-                id=self.project_id, request=[ls.task_data(image, self.work_name) for image in new]
-            )
+            # Pre-drawn boxes first: tasks are imported once, with their predictions.
+            outcome = self.prelabel_job(new)
+            if isinstance(outcome, Wait):
+                return outcome
+            predicted = self.predictions(*outcome, new) if outcome is not None else {}
+            request = [
+                {
+                    "data": ls.task_data(image, self.work_name),
+                    **({"predictions": [predicted[image]]} if image in predicted else {}),
+                }
+                for image in new
+            ]
+            self.client().projects.import_tasks(id=self.project_id, request=request)
+            if predicted:  # Label Studio takes a model version only once it has its predictions
+                self._show_version(project, str(outcome[0].version))
             existing = self.tasks(annotations=False)
         self.log.info(
             "Label Studio project %r: %d new task(s) imported, %d already there; labelling at %s/projects/%s",
@@ -382,12 +611,21 @@ class LabelStudioBackend(LabelingBackend):
         todo = self.op._pending(s3, self.layout, self.config, self.name)
         tasks = self.tasks(annotations=True)
         result = ls.Conversion()
+        review = ls.PrelabelDiff()
+        versions: set[str] = set()
         for image in todo:
             task = tasks.get(image)
             if task is None:
                 result.unanswered.append(image)
                 continue
             ls.convert_task(task, image_size(s3, image), self.config["classes"], result)
+            diff = ls.task_prelabel_diff(task)
+            if diff is not None:
+                review.add(diff)
+                versions.add(str((ls.newest_prediction(task["predictions"]) or {}).get("model_version")))
+        if review.tasks:
+            self.prelabel = {"model_versions": sorted(versions), **review.report()}
+            self.log.info("What annotators did with the pre-drawn boxes: %s", self.prelabel)
         self.leave_out("skipped in Label Studio", result.skipped)
         self.leave_out("not annotated in time", result.unanswered)
         self.log.info("Label Studio export: %s", result.report())
