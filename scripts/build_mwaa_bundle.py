@@ -65,6 +65,8 @@ def build(out: Path, airflow_version: str = LATEST) -> Path:
     ):
         entries += [(f"{package}/{p.relative_to(source).as_posix()}", p) for p in _files(source)]
     entries.append((".airflowignore", ROOT / "plugins" / ".airflowignore"))
+    # The plugin that registers the operator extra links (Airflow 2 shows only registered ones).
+    entries.append(("deeplens_links.py", ROOT / "plugins" / "deeplens_links.py"))
     with zipfile.ZipFile(out / "plugins.zip", "w", zipfile.ZIP_DEFLATED) as archive:
         for name, path in sorted(entries):
             info = zipfile.ZipInfo(name, FIXED_DATE)
