@@ -32,26 +32,36 @@ if TASK_SDK_COMPLETE:
         BaseBranchOperator,
         BaseHook,
         BaseOperator,
+        BaseOperatorLink,
         Param,
         TaskGroup,
         TriggerRule,
         Variable,
         XComArg,
     )
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowSkipException,
+        TaskDeferred,
+    )
+    from airflow.sdk.execution_time.xcom import XCom
 elif AIRFLOW_3:
-    from airflow.exceptions import AirflowException, AirflowFailException, TaskDeferred
+    from airflow.exceptions import AirflowException, AirflowFailException, AirflowSkipException, TaskDeferred
     from airflow.hooks.base import BaseHook
     from airflow.providers.standard.operators.branch import BaseBranchOperator
-    from airflow.sdk import DAG, BaseOperator, Param, TaskGroup, Variable, XComArg
+    from airflow.sdk import DAG, BaseOperator, BaseOperatorLink, Param, TaskGroup, Variable, XComArg
+    from airflow.sdk.execution_time.xcom import XCom
     from airflow.utils.trigger_rule import TriggerRule
 else:
-    from airflow.exceptions import AirflowException, AirflowFailException, TaskDeferred
+    from airflow.exceptions import AirflowException, AirflowFailException, AirflowSkipException, TaskDeferred
     from airflow.hooks.base import BaseHook
     from airflow.models.baseoperator import BaseOperator
+    from airflow.models.baseoperatorlink import BaseOperatorLink
     from airflow.models.dag import DAG
     from airflow.models.param import Param
     from airflow.models.variable import Variable
+    from airflow.models.xcom import XCom
     from airflow.models.xcom_arg import XComArg
     from airflow.operators.branch import BaseBranchOperator
     from airflow.utils.task_group import TaskGroup
@@ -64,14 +74,17 @@ __all__ = [
     "TASK_SDK_COMPLETE",
     "AirflowException",
     "AirflowFailException",
+    "AirflowSkipException",
     "BaseBranchOperator",
     "BaseHook",
     "BaseOperator",
+    "BaseOperatorLink",
     "Param",
     "TaskDeferred",
     "TaskGroup",
     "TriggerRule",
     "Variable",
+    "XCom",
     "XComArg",
     "run_nested",
 ]

@@ -25,8 +25,11 @@ also matches before a final newline, so ``"name\\n"`` passed ``^name$``; ECMA-26
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -574,6 +577,14 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         type="integer",
         enum=[0, 1],
     ),
+    "warm_start": _spec(
+        True,
+        "Training",
+        "Warm start",
+        "Train from the current model (the registry's newest Approved version) when its classes, "
+        "base network and image shape are this run's; otherwise from the pretrained backbone.",
+        type="boolean",
+    ),
     "label_width": _spec(
         50, "Training", "Label width", "Padded label width.", type="integer", minimum=6, maximum=1000
     ),
@@ -636,6 +647,51 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         type="number",
         exclusiveMinimum=0,
         maximum=1,
+    ),
+    # --- Evaluation -------------------------------------------------------------------------
+    "min_map": _spec(
+        0.0,
+        "Evaluation",
+        "Least holdout mAP to deploy",
+        "The new model is deployed only if its mAP on the fixed holdout (VOC, IoU 0.5) is at least "
+        "this; otherwise the device keeps the current model and the run says why.",
+        type="number",
+        minimum=0,
+        maximum=1,
+    ),
+    "max_regression": _spec(
+        0.02,
+        "Evaluation",
+        "Largest mAP drop allowed",
+        "The new model is deployed only if its holdout mAP is at least the current model's minus "
+        "this (both scored on the same holdout).",
+        type="number",
+        minimum=0,
+        maximum=1,
+    ),
+    "require_approval": _spec(
+        False,
+        "Evaluation",
+        "Wait for a person's approval",
+        "A model that passes the gate waits (in the triggerer) until someone approves or rejects its "
+        "version in the SageMaker model registry (console, or aws sagemaker update-model-package "
+        "--model-approval-status Approved); off: the run approves it.",
+        type="boolean",
+    ),
+    "evaluation_instance_type": _spec(
+        "ml.m5.xlarge",
+        "Evaluation",
+        "Evaluation instance type",
+        "Instance of the batch transform jobs that score both models on the holdout (CPU is enough).",
+        type="string",
+        enum=[
+            "ml.m5.xlarge",
+            "ml.m5.2xlarge",
+            "ml.c5.xlarge",
+            "ml.c5.2xlarge",
+            "ml.p3.2xlarge",
+            "ml.g4dn.xlarge",
+        ],
     ),
     # --- Model ------------------------------------------------------------------------------
     "model_prefix": _spec(
@@ -938,3 +994,46 @@ def _check_workteam(v: dict[str, Any]) -> None:
             f"params.workteam_arn: the work team is in {workteam_region} but params.region is "
             f"{v['region']}; Ground Truth needs both in one region"
         )
+
+
+# --- this environment's defaults ----------------------------------------------------------------
+
+RUN_DEFAULTS_ENV = "DEEPLENS_RUN_DEFAULTS"
+"""A JSON object of Param values: this Airflow environment's defaults (bucket, image_source, roles...)."""
+
+
+def with_run_defaults(specs: dict[str, ParamSpec], text: str | None) -> dict[str, ParamSpec]:
+    """``specs`` with the defaults ``text`` (JSON object of Param values) sets, each value checked.
+
+    A run nobody triggers by hand (new photos, the cron) gets only the Params' defaults: this is how
+    an environment gives them its bucket and photo source. Read from the environment at parse (no
+    I/O), they are the defaults of the DAG's Params, so the trigger form shows them, every template
+    (``{{ params.bucket }}``) and :func:`validate_params` see them. A bad value raises
+    :class:`ParamError` naming the variable and the parameter: the DAG does not import, and the
+    import error says why.
+    """
+    if not text or not text.strip():
+        return specs
+    where = f"${RUN_DEFAULTS_ENV}"
+    try:
+        values = json.loads(text)
+    except ValueError as err:
+        raise ParamError(f"{where}: not JSON ({err})") from None
+    if not isinstance(values, dict):
+        raise ParamError(f'{where}: must be a JSON object of Param values, e.g. {{"bucket": "deeplens-x"}}')
+    unknown = sorted(set(values) - set(specs))
+    if unknown:
+        raise ParamError(f"{where}: unknown parameter(s): {', '.join(unknown)}")
+    try:
+        checked = {name: _check_one(name, value) for name, value in values.items()}
+        merged = {
+            name: dataclasses.replace(spec, default=checked[name]) if name in checked else spec
+            for name, spec in specs.items()
+        }
+        _check_cross_field({name: spec.default for name, spec in merged.items()})
+    except ParamError as err:
+        raise ParamError(f"{where}: {err}") from None
+    return merged
+
+
+PARAM_SPECS.update(with_run_defaults(PARAM_SPECS, os.environ.get(RUN_DEFAULTS_ENV)))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from deeplens_pipeline.airflow_compat import XComArg
+
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILE = ROOT / "dags" / "deeplens_object_detection.py"
 
@@ -37,7 +39,19 @@ EDGES = {
     ("choose_training", "tune_model"),
     ("train_model", "pick_model"),
     ("tune_model", "pick_model"),
-    ("pick_model", "repack_model"),
+    ("pick_model", "evaluate_candidate"),
+    ("pick_model", "evaluate_current"),
+    ("evaluate_candidate", "register_model"),
+    ("evaluate_current", "register_model"),
+    ("register_model", "gate"),
+    ("gate", "approve_model"),
+    ("gate", "reject_model"),
+    ("gate", "evaluation_report"),
+    ("evaluate_current", "evaluation_report"),
+    ("evaluation_report", "summary"),
+    ("approve_model", "summary"),
+    ("reject_model", "summary"),
+    ("approve_model", "repack_model"),
     ("repack_model", "publish_lambda"),
     ("publish_lambda", "deploy_to_device"),
     ("deploy_to_device", "summary"),
@@ -51,8 +65,84 @@ def test_tasks_and_edges(dag):
     assert dag.get_task("pick_model").trigger_rule == "none_failed_min_one_success"
 
 
+class FakeTI:
+    """What a template's ``ti.xcom_pull(task_ids=..., key=...)`` reads (None for what was never pushed)."""
+
+    def __init__(self, values: dict) -> None:
+        self.values = values
+
+    def xcom_pull(self, task_ids: str, key: str = "return_value") -> object:
+        return self.values.get(task_ids) if key == "return_value" else self.values.get((task_ids, key))
+
+
+def summary_results(dag) -> dict:
+    return dag.get_task("summary").results
+
+
+def test_the_gate_is_a_branch_and_the_device_gets_the_approved_version(dag):
+    """The gate is visible in the graph (a branch) and repack takes approve_model's registry version."""
+    from deeplens_pipeline.airflow_compat import BaseBranchOperator
+
+    gate = dag.get_task("gate")
+    assert isinstance(gate, BaseBranchOperator)
+    assert gate.downstream_task_ids == {"approve_model", "reject_model", "evaluation_report"}
+    assert gate.also_follow == ("evaluation_report",)  # the report is drawn on both branches
+    assert "register_model" in gate.upstream_task_ids
+    repack = dag.get_task("repack_model")
+    assert repack.upstream_task_ids == {"approve_model"}
+    assert repack.model.operator.task_id == "approve_model"
+    # Both evaluations score the split's one holdout manifest.
+    for task_id in ("evaluate_candidate", "evaluate_current"):
+        manifest = dag.get_task(task_id).holdout_manifest
+        rendered = (
+            dag.get_template_env()
+            .from_string(manifest)
+            .render(ti=FakeTI({"split_manifest": {"validation_uri": "s3://deeplens-x/manifests/v.manifest"}}))
+        )
+        assert rendered == "s3://deeplens-x/manifests/v.manifest", task_id
+    artifact = dag.get_task("evaluate_candidate").model_artifact
+    rendered = (
+        dag.get_template_env()
+        .from_string(artifact)
+        .render(ti=FakeTI({"pick_model": {"model_artifact": "s3://deeplens-x/output/model.tar.gz"}}))
+    )
+    assert rendered == "s3://deeplens-x/output/model.tar.gz"
+    assert "pick_model" in dag.get_task("evaluate_candidate").upstream_task_ids
+    # The report compares with the current model only when there was one.
+    report = dag.get_task("evaluation_report")
+    env = dag.get_template_env()
+    evaluated = {"map": 0.4, "per_class": {}, "predictions_uri": "s3://x/", "holdout_manifest": "s3://x/m"}
+    assert env.from_string(report.current).render(ti=FakeTI({"evaluate_current": evaluated})) == evaluated
+    none = {"map": None, "no_current_model": True, "reason": "no current model"}
+    assert env.from_string(report.current).render(ti=FakeTI({"evaluate_current": none})) is None
+    assert report.gate.operator.task_id == "gate" and report.gate.key == "decision"
+    assert report.trigger_rule == "all_success"  # skipped with the rest when too few new photos
+    # Keys pushed only on some paths are read by templates (None when absent): an XComArg with a key
+    # raises XComNotFound when its task never ran, which would fail the summary on the other paths.
+    for key, value in summary_results(dag).items():
+        if isinstance(value, XComArg):
+            assert value.key == "return_value", key
+    approval = summary_results(dag)["approval"]
+    assert env.from_string(approval).render(ti=FakeTI({})) is None
+    # The summary also runs when the gate, or a person, kept the current model.
+    summary = dag.get_task("summary")
+    assert summary.trigger_rule == "none_failed_min_one_success"
+    assert {"evaluate_candidate", "reject_model", "approve_model"} <= summary.upstream_task_ids
+    for name in ("min_map", "max_regression", "require_approval", "evaluation_instance_type"):
+        assert dag.params.get_param(name).schema["section"] == "Evaluation", name
+    assert dag.params["require_approval"] is False and dag.params["min_map"] == 0.0
+
+
 def test_long_waits_defer(dag):
-    for task_id in ("label_images", "train_model", "tune_model", "deploy_to_device"):
+    for task_id in (
+        "label_images",
+        "train_model",
+        "tune_model",
+        "evaluate_candidate",
+        "evaluate_current",
+        "approve_model",
+        "deploy_to_device",
+    ):
         assert hasattr(dag.get_task(task_id), "execute_complete"), task_id
     assert dag.get_task("train_model").deferrable and dag.get_task("tune_model").deferrable
 
@@ -106,7 +196,8 @@ def test_every_aws_task_works_in_params_region(dag):
     aws_tasks = {
         t.task_id
         for t in dag.tasks
-        if t.task_id not in ("check_params", "choose_training", "enough_new_photos", "keep_current_model")
+        if t.task_id
+        not in ("check_params", "choose_training", "enough_new_photos", "keep_current_model", "gate")
     }
     for task in dag.tasks:
         if task.task_id not in aws_tasks:

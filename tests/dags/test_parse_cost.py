@@ -64,7 +64,7 @@ def test_the_dag_files_import_path_loads_no_heavy_module(tmp_path):
         check=True,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["dag_id"] == "deeplens_object_detection" and result["tasks"] == 16
+    assert result["dag_id"] == "deeplens_object_detection" and result["tasks"] == 23
     assert result["heavy"] == [], "parsing the DAG file imports these; import them inside the task instead"
 
 

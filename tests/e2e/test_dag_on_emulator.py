@@ -50,10 +50,17 @@ def check_summary(summary: dict, mode: str, labeling: str) -> None:
         assert summary["tuning_job"].startswith("deeplens-tune-")
         assert summary["training_job"].startswith(summary["tuning_job"])
     assert 0.0 <= summary["validation_map"] <= 1.0
+    # Both models scored on the holdout (none approved yet on a fresh emulator), the gate, the registry.
+    assert 0.0 <= summary["holdout_map_new"] <= 1.0 and summary["holdout_map_current"] is None
+    assert summary["gate_decision"] == "deploy the new model", summary["gate_reason"]
+    assert ":model-package/deeplens-models-" in summary["registry_version_arn"]
+    assert summary["registry_status"] == "Approved"
+    assert summary["deployed_version_arn"] == summary["registry_version_arn"]
     assert summary["deploy_model_uri"].endswith("/output/deploy-model.tar.gz")
     assert ":function:deeplens-" in summary["lambda_version_arn"]
     assert summary["deployment_id"]
     assert summary["deployment_status"] == "Success"
+    assert summary["cost_usd"] > 0  # the jobs' billable time, priced by the public price list
 
 
 @pytest.mark.e2e
@@ -64,4 +71,5 @@ def test_whole_dag(tmp_path, mode, labeling, pipeline_calls):
     pipeline_calls.calls.update(result["aws_calls"])  # the IAM policies are checked against these
     skipped = "tune_model" if mode == "train" else "train_model"
     assert result["tasks"][skipped] == "skipped"
+    assert result["tasks"]["reject_model"] == "skipped" and result["tasks"]["approve_model"] == "success"
     check_summary(result["summary"], mode, labeling)

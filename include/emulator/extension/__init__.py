@@ -7,6 +7,8 @@
 - :mod:`.greengrass_v2`: Greengrass V2 components and deployments, and a simulated V2 core device.
 - :mod:`.s3_notifications`: S3's checks of a bucket's event notifications (overlaps, destinations).
 - :mod:`.transform`: batch transform jobs that run the model on each input (ML tools environment).
+- :mod:`.model_registry`: model package groups and versions as SageMaker keeps them.
+- :mod:`.model_names`: CreateModel refuses a model name that exists, as SageMaker does.
 
 :func:`install` registers them on moto's response classes and backends at start-up; it is
 idempotent. The DAG talks to the emulator only over HTTP through boto3, as it would to AWS.
@@ -18,6 +20,8 @@ from emulator.extension import (
     greengrass,
     greengrass_v2,
     groundtruth,
+    model_names,
+    model_registry,
     s3_notifications,
     service_rules,
     training,
@@ -41,6 +45,8 @@ def install(settings: EmulatorSettings, endpoint_url: str) -> Runtime:
         greengrass_v2.register()
         s3_notifications.register()
         transform.register()
+        model_registry.register()
+        model_names.register()
         service_rules.register()  # after the handlers it wraps (training, groundtruth, transform)
     _installed = runtime
     Runtime.current = runtime

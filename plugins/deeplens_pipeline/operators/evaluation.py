@@ -73,6 +73,7 @@ def transform_request(
 class EvaluateModelOperator(PipelineOperator):
     """Score ``model_artifact`` (a model.tar.gz) on ``holdout_manifest`` (the split's validation
     manifest URI) with a batch transform job; ``model_label`` ("candidate", "current") names the result.
+    ``instance_type`` defaults to ``params.evaluation_instance_type``.
 
     Returns ``{"label", "map", "per_class", "worst_misses", "images", "model_artifact",
     "transform_job", "metrics_uri", "predictions_uri"}``.
@@ -87,7 +88,7 @@ class EvaluateModelOperator(PipelineOperator):
         model_artifact: Any,
         holdout_manifest: Any,
         model_label: str = "candidate",
-        instance_type: str = DEFAULT_INSTANCE_TYPE,
+        instance_type: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -160,7 +161,7 @@ class EvaluateModelOperator(PipelineOperator):
                 name,
                 f"s3://{config['bucket']}/{manifest_key}",
                 f"s3://{config['bucket']}/{prefix}predictions/",
-                self.instance_type,
+                self.instance_type or config.get("evaluation_instance_type") or DEFAULT_INSTANCE_TYPE,
             )
             self.log.info("Transform job %s: %d holdout images through %s", name, len(images), name)
             hook.create_transform_job(request, wait_for_completion=False)
@@ -243,3 +244,79 @@ class EvaluateModelOperator(PipelineOperator):
             {n: c["ap"] for n, c in result["per_class"].items()},
         )
         return document
+
+
+def no_current_model(reason: str) -> dict[str, Any]:
+    """``evaluate_current``'s result when there is nothing to compare with: no job ran."""
+    return {
+        "label": "current",
+        "map": None,
+        "per_class": {},
+        "images": 0,
+        "model_artifact": None,
+        "no_current_model": True,
+        "reason": reason,
+    }
+
+
+class EvaluateCurrentModelOperator(EvaluateModelOperator):
+    """Score the model the device should be running (the registry's newest Approved version) on the
+    same holdout as the candidate.
+
+    When the registry has no Approved version, or that version was trained for other classes (its
+    detections would not mean the same), no job runs and the result says so
+    (:func:`no_current_model`: ``map`` None, ``reason``): the gate then applies ``min_map`` only.
+    Otherwise returns :class:`EvaluateModelOperator`'s result with ``version_arn`` and ``version``.
+    """
+
+    template_fields = ("holdout_manifest",)
+
+    def __init__(self, *, holdout_manifest: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("model_label", "current")
+        super().__init__(model_artifact=None, holdout_manifest=holdout_manifest, **kwargs)
+
+    def _current(self, context: Any, config: dict[str, Any]) -> tuple[str, Any]:
+        from deeplens_pipeline.registry import current_model, group_name
+
+        scope = run_scope(context)
+        group = group_name(scope.environment, scope.dag_id)
+        return group, current_model(self._hook(config).get_conn(), group)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from deeplens_pipeline.hooks.groundtruth import describe_or_none
+
+        config = run_config(context)
+        group, current = self._current(context, config)
+        if current is None:
+            reason = f"no current model: no Approved version in model package group {group} yet"
+            self.log.info("%s; the gate applies min_map only", reason)
+            return no_current_model(reason)
+        if current.classes != list(config["classes"]):
+            reason = (
+                f"no comparable current model: {current.arn} was trained for classes "
+                f"{current.classes or '(not recorded)'}, this run's are {config['classes']}"
+            )
+            self.log.info("%s; the gate applies min_map only", reason)
+            return no_current_model(reason)
+        # A retry evaluates what the first try started on, even if another version was approved since.
+        started = describe_or_none(
+            self._hook(config).describe_model, evaluation_name(run_scope(context), self.model_label)
+        )
+        self.model_artifact = (
+            started["PrimaryContainer"]["ModelDataUrl"] if started else current.model_artifact
+        )
+        self.log.info("Current model: %s (version %s), %s", current.arn, current.version, self.model_artifact)
+        return self._with_version(super().execute(context), current)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        config = run_config(context)
+        model = self._hook(config).describe_model(evaluation_name(run_scope(context), self.model_label))
+        self.model_artifact = model["PrimaryContainer"]["ModelDataUrl"]
+        result = super().execute_complete(context, event)
+        _, current = self._current(context, config)
+        return self._with_version(result, current)
+
+    def _with_version(self, result: dict[str, Any], current: Any) -> dict[str, Any]:
+        if current is not None and current.model_artifact == self.model_artifact:
+            return {**result, "version_arn": current.arn, "version": current.version}
+        return {**result, "version_arn": None, "version": None}

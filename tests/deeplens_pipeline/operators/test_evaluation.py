@@ -149,3 +149,41 @@ def test_killing_the_deferred_task_stops_its_transform_job(staged, aws_conn) -> 
 def test_a_label_must_fit_a_job_name() -> None:
     with pytest.raises(ValueError, match="model_label must be"):
         _operator(model_label="Not A Label")
+
+
+def test_the_current_model_is_the_registrys_newest_approved_version(staged, aws_conn) -> None:
+    """evaluate_current scores the Approved version's artefact on the same holdout (a job of its own)."""
+    from deeplens_pipeline import registry
+    from deeplens_pipeline.operators.evaluation import EvaluateCurrentModelOperator
+    from deeplens_pipeline.operators.registry import RegisterModelOperator
+
+    dag_id = "deeplens_eval_current"
+    earlier = _context(staged, "manual__2026-11-25T07:00:00+00:00")
+    earlier["dag_run"] = SimpleNamespace(dag_id=dag_id)
+    candidate = {
+        "map": 0.3,
+        "per_class": {},
+        "model_artifact": ARTIFACT,
+        "metrics_uri": f"s3://{BUCKET}/m.json",
+    }
+    registered = RegisterModelOperator(task_id="register_model", candidate=candidate, model={}).execute(
+        earlier
+    )
+    sm = boto3.client("sagemaker", endpoint_url=staged["url"], region_name="us-east-1")
+    sm.update_model_package(ModelPackageArn=registered["arn"], ModelApprovalStatus=registry.APPROVED)
+
+    ctx = _context(staged, "manual__2026-11-26T11:00:00+00:00")
+    ctx["dag_run"] = SimpleNamespace(dag_id=dag_id)
+    operator = EvaluateCurrentModelOperator(task_id="evaluate_current", holdout_manifest=HOLDOUT)
+    with pytest.raises(TaskDeferred):
+        operator.execute(ctx)
+    name = evaluation_name(run_scope(ctx), "current")
+    job = wait_for_job(lambda: sm.describe_transform_job(TransformJobName=name), "TransformJobStatus")
+    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+    # The task resumes in a fresh operator (as after the triggerer): the artefact comes from its model.
+    resumed = EvaluateCurrentModelOperator(task_id="evaluate_current", holdout_manifest=HOLDOUT)
+    result = resumed.execute_complete(ctx, {"status": "success"})
+    assert result["label"] == "current" and result["model_artifact"] == ARTIFACT
+    assert result["version_arn"] == registered["arn"] and result["version"] == registered["version"]
+    assert 0 < result["map"] <= 1 and result["images"] == staged["images"]
+    assert result["holdout_manifest"] == HOLDOUT

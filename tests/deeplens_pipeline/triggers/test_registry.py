@@ -1,0 +1,38 @@
+"""The approval trigger: serialisable for the triggerer, and an AWS error is polled through, not fatal."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from deeplens_pipeline.triggers.registry import ModelApprovalTrigger
+
+ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/deeplens-models-000000000000/1"
+
+
+def test_it_round_trips_through_serialisation() -> None:
+    trigger = ModelApprovalTrigger(ARN, poll_seconds=7, aws_conn_id="aws_deeplens", region_name="eu-west-1")
+    path, kwargs = trigger.serialize()
+    assert path == "deeplens_pipeline.triggers.registry.ModelApprovalTrigger"
+    assert kwargs == {
+        "model_package_arn": ARN,
+        "poll_seconds": 7,
+        "aws_conn_id": "aws_deeplens",
+        "region_name": "eu-west-1",
+    }
+    assert ModelApprovalTrigger(**kwargs).serialize() == (path, kwargs)
+
+
+def test_a_version_it_cannot_read_is_polled_again_not_fired(aws_conn, capsys) -> None:
+    """A missing version (an AWS error) is logged at each poll; the trigger keeps waiting."""
+    trigger = ModelApprovalTrigger(ARN, poll_seconds=1, aws_conn_id=aws_conn, region_name="us-east-1")
+
+    async def first_event() -> None:
+        async for event in trigger.run():
+            raise AssertionError(f"fired {event}")
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(asyncio.wait_for(first_event(), timeout=8))
+    out = capsys.readouterr().out
+    assert out.count("polling again") >= 2 and "DescribeModelPackage" in out
