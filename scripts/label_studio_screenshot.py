@@ -109,6 +109,7 @@ class _Operator:
 
     label_studio_conn_id = "label_studio_default"
     aws_conn_id = "label_studio_screenshot_aws"
+    prelabel = False  # the screenshot shows an empty task: no model draws boxes on it
 
     def __init__(self) -> None:
         self.log = log

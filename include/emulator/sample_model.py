@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from emulator.sample_dataset import generate_sample_dataset
 from ml_tools.sample_manifests import write_sample_manifests
@@ -42,6 +43,12 @@ RECIPE = {
     },
 }
 """rmsprop at 0.002 reaches a validation mAP near 0.5 in 120 epochs (sgd stayed below 0.25)."""
+DEPLOYABLE_RECIPE = {
+    **RECIPE,
+    "hyperparameters": {**RECIPE["hyperparameters"], "image_shape": "300", "epochs": "60"},
+}
+"""The same model at 300 px, the smallest input the DAG's ``image_shape`` Param offers: the model the
+retraining loop starts from (``scripts/retraining_loop.py``)."""
 
 
 @dataclass(frozen=True)
@@ -53,41 +60,44 @@ class SampleModel:
     image_shape: int
 
 
-def recipe_digest() -> str:
+def recipe_digest(recipe: dict[str, Any] = RECIPE) -> str:
     """Digest of the recipe and of the trainer's sources (``include/ml_tools``)."""
-    digest = hashlib.sha256(json.dumps(RECIPE, sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode())
     for source in sorted((REPO_ROOT / "include" / "ml_tools").glob("*.py")):
         digest.update(source.name.encode() + source.read_bytes())
     digest.update((REPO_ROOT / "include" / "emulator" / "sample_dataset.py").read_bytes())
     return digest.hexdigest()[:16]
 
 
-def trained_sample_model(python: Path = ML_PYTHON, cache_root: Path = CACHE_ROOT) -> SampleModel:
-    """The cached sample model, trained first (about 1-2 minutes on two cores) when missing."""
-    folder = cache_root / recipe_digest()
+def trained_sample_model(
+    python: Path = ML_PYTHON, cache_root: Path = CACHE_ROOT, recipe: dict[str, Any] = RECIPE
+) -> SampleModel:
+    """The cached sample model of ``recipe``, trained first (1-2 minutes on two cores) when missing."""
+    image_shape = int(recipe["hyperparameters"]["image_shape"])
+    folder = cache_root / recipe_digest(recipe)
     archive = folder / "model.tar.gz"
     if archive.is_file():
-        return SampleModel(archive, CLASSES, IMAGE_SHAPE)
+        return SampleModel(archive, CLASSES, image_shape)
     if not Path(python).exists():
         raise FileNotFoundError(f"{python}: the ML tools environment is missing (make ml-env)")
     cache_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_root, prefix=".training-") as work_dir:
         work = Path(work_dir)
-        dataset = generate_sample_dataset(work / "dataset", **RECIPE["dataset"])
+        dataset = generate_sample_dataset(work / "dataset", **recipe["dataset"])
         train, validation, classes = write_sample_manifests(
-            dataset, work / "manifests", letterbox=IMAGE_SHAPE
+            dataset, work / "manifests", letterbox=image_shape
         )
         if tuple(classes) != CLASSES:
             raise RuntimeError(f"the sample dataset's classes changed: {classes}, expected {CLASSES}")
         hyperparameters = {
-            **RECIPE["hyperparameters"],
+            **recipe["hyperparameters"],
             "num_classes": str(len(classes)),
             "num_training_samples": str(len(train.read_text().splitlines())),
         }
         (work / "hp.json").write_text(json.dumps(hyperparameters))
         command = [
-            str(python), "-m", "ml_tools.train", "--mode", "train", "--backbone", RECIPE["backbone"],
-            "--seed", str(RECIPE["seed"]), "--train", str(train), "--validation", str(validation),
+            str(python), "-m", "ml_tools.train", "--mode", "train", "--backbone", recipe["backbone"],
+            "--seed", str(recipe["seed"]), "--train", str(train), "--validation", str(validation),
             "--label-attribute", "bb", "--hyperparameters", str(work / "hp.json"),
             "--output", str(work / "out" / "model.tar.gz"),
         ]  # fmt: skip
@@ -98,10 +108,10 @@ def trained_sample_model(python: Path = ML_PYTHON, cache_root: Path = CACHE_ROOT
         staged = work / "final"
         staged.mkdir()
         shutil.move(str(work / "out" / "model.tar.gz"), staged / "model.tar.gz")
-        (staged / "recipe.json").write_text(json.dumps(RECIPE, indent=2, sort_keys=True))
+        (staged / "recipe.json").write_text(json.dumps(recipe, indent=2, sort_keys=True))
         try:
             staged.rename(folder)
         except OSError:  # another process finished first: keep its copy
             if not archive.is_file():
                 raise
-    return SampleModel(archive, CLASSES, IMAGE_SHAPE)
+    return SampleModel(archive, CLASSES, image_shape)
