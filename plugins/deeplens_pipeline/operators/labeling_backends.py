@@ -477,7 +477,9 @@ class LabelStudioBackend(LabelingBackend):
                 name,
                 f"s3://{bucket}/{manifest_key}",
                 f"s3://{bucket}/{prefix}predictions/",
-                self.op.prelabel_instance_type or DEFAULT_INSTANCE_TYPE,
+                self.op.prelabel_instance_type
+                or self.config.get("evaluation_instance_type")
+                or DEFAULT_INSTANCE_TYPE,
             )
             hook.create_transform_job(request, wait_for_completion=False)
             self.log.info(
@@ -624,7 +626,12 @@ class LabelStudioBackend(LabelingBackend):
                 review.add(diff)
                 versions.add(str((ls.newest_prediction(task["predictions"]) or {}).get("model_version")))
         if review.tasks:
-            self.prelabel = {"model_versions": sorted(versions), **review.report()}
+            self.prelabel = {
+                "model_versions": sorted(versions),
+                **review.report(),
+                # This run's pre-label job, for the run's cost (absent when no image was new this run).
+                "transform_job": prelabel_name(self.scope),
+            }
             self.log.info("What annotators did with the pre-drawn boxes: %s", self.prelabel)
         self.leave_out("skipped in Label Studio", result.skipped)
         self.leave_out("not annotated in time", result.unanswered)

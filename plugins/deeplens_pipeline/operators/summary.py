@@ -69,26 +69,24 @@ class RunSummaryOperator(PipelineOperator):
         from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 
         client = SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=config["region"]).conn
-        if tuning:
-            pages = client.get_paginator("list_training_jobs_for_hyperparameter_tuning_job")
-            training = [
-                job["TrainingJobName"]
-                for page in pages.paginate(HyperParameterTuningJobName=tuning)
-                for job in page["TrainingJobSummaries"]
-            ]
         images = self.results.get("images") or {}
         labeling = self.results.get("labeling") or {}
         new_images = int(images.get("processed") or 0)
         try:
+            if tuning:  # every training job of the tuning job is billed; SageMaker names them after it
+                pages = client.get_paginator("list_training_jobs").paginate(NameContains=tuning)
+                training = [
+                    job["TrainingJobName"]
+                    for page in pages
+                    for job in page["TrainingJobSummaries"]
+                    if job["TrainingJobName"].startswith(f"{tuning}-")
+                ] or training
             return cost.estimate_run_cost(
                 training_jobs=[
                     cost.training_usage(client.describe_training_job(TrainingJobName=name))
                     for name in training
                 ],
-                transform_jobs=[
-                    cost.transform_usage(client.describe_transform_job(TransformJobName=name))
-                    for name in transforms
-                ],
+                transform_jobs=[cost.transform_usage(job) for job in self._transforms(client, transforms)],
                 s3_put_requests=new_images,
                 s3_get_requests=new_images * (S3_REQUESTS_PER_IMAGE - 1),
                 ground_truth_objects=int((labeling.get("job") or {}).get("images") or 0)
@@ -96,6 +94,19 @@ class RunSummaryOperator(PipelineOperator):
                 else 0,
                 region=config["region"],
             )
-        except cost.CostError as error:
+        except (cost.CostError, client.exceptions.ClientError) as error:
+            # A price is information, not the run's outcome: never fail the summary for it.
             self.log.warning("No cost estimate for this run: %s", error)
             return None
+
+    def _transforms(self, client: Any, names: list[str]) -> list[dict[str, Any]]:
+        """DescribeTransformJob of each job that exists (a pre-label job runs only for new images)."""
+        found = []
+        for name in names:
+            try:
+                found.append(client.describe_transform_job(TransformJobName=name))
+            except client.exceptions.ClientError as error:
+                if "Could not find" not in str(error):
+                    raise
+                self.log.info("No transform job %s in this run: nothing to price", name)
+        return found
