@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from deeplens_pipeline import registry
@@ -28,7 +28,21 @@ from deeplens_pipeline.operators.base import ParamsSerializedOnce, PipelineOpera
 from deeplens_pipeline.training import object_detection_image
 
 APPROVAL_TIMEOUT = timedelta(days=14)
-"""How long ``approve_model`` waits for a person's decision before it fails (the run can be retried)."""
+"""How long after its registration a version waits for a person's decision: then ``approve_model``
+fails, without retrying (a retry would only wait again), and the device keeps its model."""
+APPROVAL_BACKSTOP = timedelta(hours=1)
+"""Beyond the deadline, Airflow's own deferral timeout: only if the triggerer missed the deadline."""
+
+
+def approval_deadline(description: dict[str, Any]) -> datetime:
+    """When the wait for a decision on a version ends: :data:`APPROVAL_TIMEOUT` after its creation
+    (the same for every try of the task, so a retry or a cleared task does not restart the clock)."""
+    created = description.get("CreationTime")
+    if not isinstance(created, datetime):
+        created = datetime.now(UTC)
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return created + APPROVAL_TIMEOUT
 
 
 def sagemaker_client(aws_conn_id: str, region: str) -> Any:
@@ -249,17 +263,22 @@ class ApproveModelOperator(PipelineOperator):
             status = registry.APPROVED
         if status != registry.PENDING:
             return self._decided(context, client, description)
+        deadline = approval_deadline(description)
+        if datetime.now(UTC) >= deadline:
+            self._no_decision(arn, deadline)
         self.log.info(
             "Waiting for a decision on %s. Approve it in the SageMaker console (Model registry) or with:\n"
             "  aws sagemaker update-model-package --model-package-arn %s --model-approval-status Approved\n"
-            "or reject it (--model-approval-status Rejected --approval-description 'why').",
+            "or reject it (--model-approval-status Rejected --approval-description 'why'). "
+            "Waiting until %s.",
             arn,
             arn,
+            deadline.isoformat(timespec="seconds"),
         )
-        self._defer(config, arn)
+        self._defer(config, arn, deadline)
         return {}  # not reached: defer raises
 
-    def _defer(self, config: dict[str, Any], arn: str) -> None:
+    def _defer(self, config: dict[str, Any], arn: str, deadline: datetime) -> None:
         from deeplens_pipeline.triggers.registry import ModelApprovalTrigger
 
         self.defer(
@@ -268,9 +287,18 @@ class ApproveModelOperator(PipelineOperator):
                 poll_seconds=config["poll_seconds"],
                 aws_conn_id=self.aws_conn_id,
                 region_name=config["region"],
+                deadline=deadline.timestamp(),
             ),
             method_name="execute_complete",
-            timeout=APPROVAL_TIMEOUT,
+            timeout=deadline - datetime.now(UTC) + APPROVAL_BACKSTOP,
+        )
+
+    def _no_decision(self, arn: str, deadline: datetime) -> None:
+        raise AirflowFailException(
+            f"nobody approved or rejected {arn} by {deadline.isoformat(timespec='seconds')} "
+            f"({APPROVAL_TIMEOUT.days} days after it was registered): the device keeps its current model. "
+            "To deploy this version, approve it (aws sagemaker update-model-package --model-package-arn "
+            f"{arn} --model-approval-status Approved) and clear approve_model; a retry would only wait again"
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -280,6 +308,9 @@ class ApproveModelOperator(PipelineOperator):
         client = sagemaker_client(self.aws_conn_id, config["region"])
         description = client.describe_model_package(ModelPackageName=arn)
         if (description.get("ModelApprovalStatus") or registry.PENDING) == registry.PENDING:
+            deadline = approval_deadline(description)
+            if (event or {}).get("status") == "timeout" or datetime.now(UTC) >= deadline:
+                self._no_decision(arn, deadline)
             raise AirflowException(f"{arn} is still waiting for approval: {event}")
         return self._decided(context, client, description)
 

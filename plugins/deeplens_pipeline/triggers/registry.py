@@ -3,7 +3,9 @@
 Polls DescribeModelPackage every ``poll_seconds`` (first after one interval: the task has just
 looked) and logs how long it has waited and how to decide, so the wait holds no worker slot and
 its progress shows in the task's trigger log. Fires with the version's status once it is no longer
-``PendingManualApproval``; a transient AWS error is logged and polled again.
+``PendingManualApproval``, or ``{"status": "timeout"}`` once ``deadline`` (epoch seconds: the same
+instant however often the triggerer restarts it) has passed; a transient AWS error is logged and
+polled again.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ PENDING = "PendingManualApproval"
 
 
 class ModelApprovalTrigger(BaseTrigger):
-    """Fire ``{"status", "arn", "approval_description", "waited_seconds"}`` once the version is decided."""
+    """Fire ``{"status", "arn", "approval_description", "waited_seconds"}`` once the version is decided
+    (``status`` ``"timeout"`` when ``deadline`` passed first)."""
 
     def __init__(
         self,
@@ -28,12 +31,14 @@ class ModelApprovalTrigger(BaseTrigger):
         poll_seconds: int = 60,
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
+        deadline: float | None = None,
     ) -> None:
         super().__init__()
         self.model_package_arn = model_package_arn
         self.poll_seconds = int(poll_seconds)
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
+        self.deadline = None if deadline is None else float(deadline)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -43,6 +48,7 @@ class ModelApprovalTrigger(BaseTrigger):
                 "poll_seconds": self.poll_seconds,
                 "aws_conn_id": self.aws_conn_id,
                 "region_name": self.region_name,
+                "deadline": self.deadline,
             },
         )
 
@@ -60,7 +66,10 @@ class ModelApprovalTrigger(BaseTrigger):
         started = time.monotonic()
         polls = 0
         while True:
-            await asyncio.sleep(self.poll_seconds)
+            if self.deadline is not None:
+                await asyncio.sleep(max(0.0, min(self.poll_seconds, self.deadline - time.time())))
+            else:
+                await asyncio.sleep(self.poll_seconds)
             polls += 1
             waited = int(time.monotonic() - started)
             try:
@@ -78,6 +87,17 @@ class ModelApprovalTrigger(BaseTrigger):
                         "status": status,
                         "arn": self.model_package_arn,
                         "approval_description": description.get("ApprovalDescription"),
+                        "waited_seconds": waited,
+                    }
+                )
+                return
+            if self.deadline is not None and time.time() >= self.deadline:
+                self.log.warning("%s is still %s at its deadline", self.model_package_arn, status)
+                yield TriggerEvent(
+                    {
+                        "status": "timeout",
+                        "arn": self.model_package_arn,
+                        "approval_description": None,
                         "waited_seconds": waited,
                     }
                 )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -239,7 +241,34 @@ def test_a_person_rejecting_the_version_skips_the_deploy_path_and_says_who_and_w
     pending = register(context(dag_id, run_id="manual__2026-11-26T09:00:00+00:00", require_approval=True))
     waiting = ApproveModelOperator(task_id="approve_model", registered=pending)
     with pytest.raises(Exception, match="still waiting for approval"):
-        waiting.execute_complete(context(dag_id, require_approval=True), {"status": "timeout"})
+        waiting.execute_complete(context(dag_id, require_approval=True), {"status": "PendingManualApproval"})
+
+
+def test_no_decision_by_the_deadline_fails_once_without_waiting_again(
+    aws_conn, sm, dag_id, monkeypatch
+) -> None:
+    """The wait ends 14 days after the version's registration: the trigger's timeout event fails
+    the task for good (no retry that would wait again), and so does a try started after it."""
+    from deeplens_pipeline.operators import registry as registry_ops
+
+    ctx = context(dag_id, require_approval=True)
+    registered = register(ctx)
+    approve = ApproveModelOperator(task_id="approve_model", registered=registered, decision={"deploy": True})
+    created = sm.describe_model_package(ModelPackageName=registered["arn"])["CreationTime"]
+    with pytest.raises(TaskDeferred) as deferred:
+        approve.execute(ctx)
+    trigger = deferred.value.trigger
+    assert trigger.deadline == pytest.approx((created + registry_ops.APPROVAL_TIMEOUT).timestamp())
+    assert deferred.value.timeout > registry_ops.APPROVAL_TIMEOUT - timedelta(minutes=5)
+    with pytest.raises(AirflowFailException, match=r"nobody approved or rejected .* keeps its current model"):
+        approve.execute_complete(ctx, {"status": "timeout"})
+    # A retry (or a cleared task) past the deadline fails at once instead of waiting another 14 days.
+    monkeypatch.setattr(registry_ops, "APPROVAL_TIMEOUT", timedelta(0))
+    with pytest.raises(AirflowFailException, match="a retry would only wait again"):
+        approve.execute(ctx)
+    # Approved after the deadline, then cleared: the task deploys it.
+    sm.update_model_package(ModelPackageArn=registered["arn"], ModelApprovalStatus="Approved")
+    assert approve.execute(ctx)["status"] == registry.APPROVED
 
 
 def test_evaluate_current_without_an_approved_version_runs_no_job(aws_conn, sm, dag_id) -> None:
@@ -272,3 +301,23 @@ def test_the_gate_also_follows_the_report_on_both_branches(dag_id) -> None:
     assert operator.choose_branch(context(dag_id)) == ["reject_model", "evaluation_report"]
     operator.current = {"map": None}
     assert operator.choose_branch(context(dag_id)) == ["approve_model", "evaluation_report"]
+
+
+def test_the_trigger_fires_timeout_at_its_deadline_not_a_poll_later(aws_conn, dag_id, capsys) -> None:
+    """Still pending at the deadline: a ``timeout`` event, on time even with a long poll interval."""
+    registered = register(context(dag_id, require_approval=True))
+    trigger = ModelApprovalTrigger(
+        registered["arn"], poll_seconds=600, aws_conn_id=aws_conn, region_name="us-east-1",
+        deadline=time.time() + 2,
+    )  # fmt: skip
+
+    async def first_event() -> dict:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    started = time.monotonic()
+    payload = asyncio.run(asyncio.wait_for(first_event(), timeout=30))
+    assert payload["status"] == "timeout" and payload["arn"] == registered["arn"]
+    assert time.monotonic() - started < 20
+    assert "still PendingManualApproval at its deadline" in capsys.readouterr().out

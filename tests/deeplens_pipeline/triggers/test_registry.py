@@ -12,7 +12,9 @@ ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/deeplens-models-00
 
 
 def test_it_round_trips_through_serialisation() -> None:
-    trigger = ModelApprovalTrigger(ARN, poll_seconds=7, aws_conn_id="aws_deeplens", region_name="eu-west-1")
+    trigger = ModelApprovalTrigger(
+        ARN, poll_seconds=7, aws_conn_id="aws_deeplens", region_name="eu-west-1", deadline=1_800_000_000
+    )
     path, kwargs = trigger.serialize()
     assert path == "deeplens_pipeline.triggers.registry.ModelApprovalTrigger"
     assert kwargs == {
@@ -20,6 +22,7 @@ def test_it_round_trips_through_serialisation() -> None:
         "poll_seconds": 7,
         "aws_conn_id": "aws_deeplens",
         "region_name": "eu-west-1",
+        "deadline": 1_800_000_000.0,
     }
     assert ModelApprovalTrigger(**kwargs).serialize() == (path, kwargs)
 
