@@ -98,6 +98,9 @@ class EvaluateModelOperator(PipelineOperator):
         self.holdout_manifest = holdout_manifest
         self.model_label = model_label
         self.instance_type = instance_type
+        # The image the model is served with: the run's training image unless set (the current
+        # model is served with the image its registry version names).
+        self.serving_image: str | None = None
 
     def _hook(self, config: dict[str, Any]) -> Any:
         from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook  # boto3: at run time
@@ -129,7 +132,8 @@ class EvaluateModelOperator(PipelineOperator):
                     "ModelName": name,
                     "ExecutionRoleArn": config["role_arn"],
                     "PrimaryContainer": {
-                        "Image": object_detection_image(config["region"], config.get("training_image", "")),
+                        "Image": self.serving_image
+                        or object_detection_image(config["region"], config.get("training_image", "")),
                         "ModelDataUrl": self.model_artifact,
                     },
                 }
@@ -305,7 +309,11 @@ class EvaluateCurrentModelOperator(EvaluateModelOperator):
         self.model_artifact = (
             started["PrimaryContainer"]["ModelDataUrl"] if started else current.model_artifact
         )
-        self.log.info("Current model: %s (version %s), %s", current.arn, current.version, self.model_artifact)
+        self.serving_image = current.image or None
+        self.log.info(
+            "Current model: %s (version %s), %s, served with %s",
+            current.arn, current.version, self.model_artifact, self.serving_image or "the run's image",
+        )  # fmt: skip
         return self._with_version(super().execute(context), current)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:

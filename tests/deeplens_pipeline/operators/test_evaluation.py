@@ -160,6 +160,9 @@ def test_the_current_model_is_the_registrys_newest_approved_version(staged, aws_
     dag_id = "deeplens_eval_current"
     earlier = _context(staged, "manual__2026-11-25T07:00:00+00:00")
     earlier["dag_run"] = SimpleNamespace(dag_id=dag_id)
+    # Trained with another tag of the algorithm's image than this run names: served with its own.
+    own_image = "811284229777.dkr.ecr.us-east-1.amazonaws.com/object-detection:latest"
+    earlier["params"] = {**earlier["params"], "training_image": own_image}
     candidate = {
         "map": 0.3,
         "per_class": {},
@@ -178,6 +181,7 @@ def test_the_current_model_is_the_registrys_newest_approved_version(staged, aws_
     with pytest.raises(TaskDeferred):
         operator.execute(ctx)
     name = evaluation_name(run_scope(ctx), "current")
+    assert sm.describe_model(ModelName=name)["PrimaryContainer"]["Image"] == own_image
     job = wait_for_job(lambda: sm.describe_transform_job(TransformJobName=name), "TransformJobStatus")
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
     # The task resumes in a fresh operator (as after the triggerer): the artefact comes from its model.
