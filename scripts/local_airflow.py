@@ -20,7 +20,8 @@ Not ``dag.test()``: Airflow's four services, each its own process (``api-server`
 
 ``--json FILE`` writes the outcome (states, tries, deferrals, summary, timings) for the test.
 
-    .venv/bin/python scripts/local_airflow.py new-photos [--photos 10] [--burst 10] [--json FILE]
+    .venv/bin/python scripts/local_airflow.py new-photos [--photos 10] [--burst 10] [--during 0] \
+        [--min-new-photos 1] [--json FILE]
 
 New photos start runs by themselves: the same stack, but nobody triggers a run. It runs the setup
 command (``python -m deeplens_pipeline.new_photos_setup``: queue, queue policy, bucket notification)
@@ -29,7 +30,10 @@ against the emulator, twice (the second changes nothing), starts Airflow with
 and ``DEEPLENS_RUN_DEFAULTS`` holding the run's Params (an asset-triggered run gets only the
 defaults), uploads ``--photos`` photos to ``s3://<bucket>/incoming/`` with boto3, and follows the
 run that starts (``asset_triggered``); then uploads ``--burst`` photos at once and follows the one
-run they start. The JSON names each phase's runs, their asset events and the queue at the end.
+run they start. With ``--min-new-photos`` above ``--photos``, the first run keeps the current model
+and the burst's run labels and trains on both uploads. ``--during`` photos are uploaded once the
+burst's run has listed its own; the run after it takes them. The JSON names each phase's runs, their
+asset events and the queue at the end.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,12 +139,17 @@ class RunWatch:
                 print(f"  {elapsed:6.0f}s  {name:<40} {state}  (try {ti['try_number']})", flush=True)
         self.current = current  # a mapped task's placeholder ([-1]) gives way to its instances
 
-    def follow(self, timeout: float) -> dict[str, Any]:
-        """Poll until the run ends; the run as the API last showed it."""
+    def follow(
+        self, timeout: float, on_poll: Callable[[dict[str, dict[str, Any]]], None] | None = None
+    ) -> dict[str, Any]:
+        """Poll until the run ends (``on_poll`` sees the task states at each poll); the run as the
+        API last showed it."""
         quoted = urllib.parse.quote(self.run_id, safe="")
 
         def finished() -> dict[str, Any] | None:
             self.poll()
+            if on_poll is not None:
+                on_poll(self.current)
             run = self.stack.api_ok("GET", f"/dags/{DAG_ID}/dagRuns/{quoted}")
             return run if run["state"] in ("success", "failed") else None
 
@@ -245,11 +255,16 @@ def queue_depth(endpoint_url: str, queue_url: str) -> dict[str, int]:
     return {name: int(attributes[name]) for name in names}
 
 
-def follow_run(stack: LocalAirflow, run_id: str, timeout: float) -> dict[str, Any]:
+def follow_run(
+    stack: LocalAirflow,
+    run_id: str,
+    timeout: float,
+    on_poll: Callable[[dict[str, dict[str, Any]]], None] | None = None,
+) -> dict[str, Any]:
     """Follow one run to its end; what the new-photos test checks of it."""
     print(f"Run {run_id} started by itself; task states as they change:")
     watch = RunWatch(stack, run_id)
-    dag_run = watch.follow(timeout)
+    dag_run = watch.follow(timeout, on_poll)
     summary = stack.xcom(run_id, "summary") or {}
     record = {
         "run_id": run_id,
@@ -261,6 +276,7 @@ def follow_run(stack: LocalAirflow, run_id: str, timeout: float) -> dict[str, An
         "images_processed": summary.get("images_processed"),
         "summary": summary,
         "decision": stack.xcom(run_id, "enough_new_photos", key="decision"),
+        "split": stack.xcom(run_id, "split_manifest") if summary.get("train_count") is not None else None,
         "run_seconds": round(time.monotonic() - watch.started, 1),
     }
     print(f"  {run_id}: {record['state']} ({record['run_type']}) in {record['run_seconds']:.0f} s")
@@ -277,7 +293,7 @@ def new_photos(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     work = fresh_work_dir(args.work_dir)
-    dataset = generate_sample_dataset(work / "dataset", n_images=args.photos + args.burst)
+    dataset = generate_sample_dataset(work / "dataset", n_images=args.photos + args.burst + args.during)
     classes = json.loads((dataset / "answer_key.json").read_text())["classes"]
     photos = sorted((dataset / "images").iterdir())
     emulator, url = start_emulator(work, emulator_environment(work, dataset, args.training))
@@ -301,26 +317,50 @@ def new_photos(args: argparse.Namespace) -> int:
             # The emulated Ground Truth labels the sample photos (they come with no boxes).
             **run_conf(account, source, "train", classes, "ground-truth"),
             "poll_seconds": POLL_SECONDS,
+            "min_new_photos": args.min_new_photos,
         }
         stack.env[QUEUE_URL_ENV] = queue_url
         stack.env[RUN_DEFAULTS_ENV] = json.dumps(defaults)  # nobody triggers these runs: the defaults
         print(f"AIRFLOW_HOME={stack.home}; services' logs in {stack.logs}")
         start_airflow(stack, {CONN_ID: aws_connection(url)}, args.timeout)
-        for phase, batch in (("first", photos[: args.photos]), ("burst", photos[args.photos :])):
-            known = {run["dag_run_id"] for run in stack.runs()}
-            upload_photos(url, account.bucket, batch)
-            uploaded = time.monotonic()
-            print(f"Uploaded {len(batch)} photos to {source} ({phase}); waiting for a run to start by itself")
+        first, burst = photos[: args.photos], photos[args.photos : args.photos + args.burst]
+        during = photos[args.photos + args.burst :]
+        uploaded_during: list[float] = []
+
+        def upload_during(tasks: dict[str, dict[str, Any]]) -> None:
+            """Once the burst's run has listed its photos, upload ``--during`` more: the next run's."""
+            listed = tasks.get("enough_new_photos", {}).get("state") == "success"
+            if during and listed and not uploaded_during:
+                upload_photos(url, account.bucket, during)
+                uploaded_during.append(time.monotonic())
+                print(f"Uploaded {len(during)} photos to {source} during the run", flush=True)
+
+        for phase, batch in (("first", first), ("burst", burst), ("during", during)):
+            if not batch:
+                continue
+            if phase != "during":
+                known = {run["dag_run_id"] for run in stack.runs()}
+                upload_photos(url, account.bucket, batch)
+                print(f"Uploaded {len(batch)} photos to {source} ({phase}); waiting for a run to start")
+            elif not uploaded_during:
+                raise AirflowStackError("the burst's run ended before its images stage did")
+            uploaded = uploaded_during[0] if phase == "during" else time.monotonic()
             run = stack.wait_for(
                 "a run started by new photos", lambda k=known: stack.new_run(k), args.timeout
             )
             started_after = round(time.monotonic() - uploaded, 1)
             records = [
                 {
-                    **follow_run(stack, run["dag_run_id"], args.timeout),
+                    **follow_run(
+                        stack, run["dag_run_id"], args.timeout, upload_during if phase == "burst" else None
+                    ),
                     "started_after_upload_seconds": started_after,
                 }
             ]
+            known = known | {run["dag_run_id"]}
+            if phase == "burst" and during:
+                result["phases"][phase] = {"photos": len(batch), "runs": records}
+                continue  # the run after it is the during phase's
             # Any event queued during the run would start the next run as soon as this one ended.
             time.sleep(5)
             for extra in stack.runs():
@@ -481,6 +521,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     photos_parser.add_argument("--photos", type=int, default=10, help="photos of the first upload")
     photos_parser.add_argument("--burst", type=int, default=10, help="photos uploaded at once afterwards")
+    photos_parser.add_argument(
+        "--during", type=int, default=0, help="photos uploaded while the burst's run goes on (the next run's)"
+    )
+    photos_parser.add_argument(
+        "--min-new-photos",
+        type=int,
+        default=1,
+        help="the runs' min_new_photos (above --photos: the first upload waits for the burst)",
+    )
     photos_parser.add_argument("--training", choices=["fast", "train"], default="fast")
     photos_parser.add_argument("--timeout", type=float, default=900, help="seconds for each wait")
     photos_parser.add_argument("--json", type=Path, help="also write the outcome as JSON here")

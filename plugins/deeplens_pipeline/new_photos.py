@@ -5,13 +5,22 @@ messages into asset events, and the scheduler starts one DAG run for all the eve
 before it (``max_active_runs=1``: events that arrive during a run start the next one). The
 messages only wake the DAG: the images stage diffs the photo source against the image ledger,
 so a run takes every photo not yet processed, and a failed run loses nothing.
+
+``min_new_photos`` counts the photos *waiting*: usable images that have no label yet (or whose
+label was drawn on pixels since replaced), however many runs prepared them. A run that stopped
+short therefore leaves its photos counted towards the next one: bursts of 5 with
+``min_new_photos`` 10 go on at the second burst.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from deeplens_pipeline.groundtruth import LabelledImage, reconcile_with_images
 
 QUEUE_URL_ENV = "DEEPLENS_NEW_PHOTOS_QUEUE_URL"
 """The SQS queue S3 notifies of new photos; set, the DAG is also scheduled on the asset below."""
@@ -21,6 +30,21 @@ PHOTO_EVENT_PATH = "Records[*].s3.object.key"
 """JSONPath the watcher filters messages with: S3 object events have it, ``s3:TestEvent`` has not."""
 GATED_RUN_TYPES = frozenset({"asset_triggered", "dataset_triggered", "scheduled"})
 """Runs ``min_new_photos`` applies to: a manual run always goes ahead (someone asked for it)."""
+
+
+_REGION = r"([a-z]{2}(?:-[a-z]+)+-\d+)"
+_SQS_HOST = re.compile(
+    rf"^https://(?:sqs(?:-fips)?\.{_REGION}\.(?:amazonaws\.com(?:\.cn)?|api\.aws)"
+    rf"|{_REGION}\.queue\.amazonaws\.com(?:\.cn)?)/"
+)
+
+
+def queue_region(queue_url: str) -> str | None:
+    """The AWS region in an SQS queue URL (``https://sqs.<region>.amazonaws.com/...``, and the
+    FIPS, dual-stack ``api.aws``, China and legacy ``<region>.queue`` hosts of the endpoint list);
+    None for another host (an emulator), where the connection's region applies."""
+    match = _SQS_HOST.match(queue_url.strip())
+    return (match.group(1) or match.group(2)) if match else None
 
 
 def is_photo_event(body: str) -> bool:
@@ -36,6 +60,23 @@ def is_photo_event(body: str) -> bool:
     )
 
 
+def waiting_photos(
+    images: Iterable[dict[str, Any]], labels: Iterable[LabelledImage], uri: Callable[[str], str]
+) -> int:
+    """How many of the images stage's usable ``images`` (``{"key", "sha256"}``) still wait for a label.
+
+    A label counts when it belongs to today's pixels (:func:`reconcile_with_images`: a replaced
+    photo waits again, a moved one keeps its boxes); an image without a recorded digest counts as
+    labelled when its URI has a label. ``uri`` turns a key into the manifests' ``s3://`` URI.
+    """
+    images = list(images)
+    labels = list(labels)
+    current = {uri(i["key"]): i["sha256"] for i in images if i.get("sha256")}
+    kept = {label.source_ref for label in reconcile_with_images(labels, current).labels}
+    any_label = {label.source_ref for label in labels}
+    return sum(1 for image in images if uri(image["key"]) not in (kept if image.get("sha256") else any_label))
+
+
 @dataclass(frozen=True)
 class NewPhotosDecision:
     """Whether a run goes on past the images stage, and why."""
@@ -44,30 +85,44 @@ class NewPhotosDecision:
     new_photos: int
     min_new_photos: int
     reason: str
+    prepared: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The decision as the task's XCom (and the summary's ``new_photos`` stage)."""
-        return {
+        result: dict[str, Any] = {
             "go_on": self.go_on,
             "new_photos": self.new_photos,
             "min_new_photos": self.min_new_photos,
             "reason": self.reason,
         }
+        if self.prepared is not None:
+            result["prepared_by_this_run"] = self.prepared
+        return result
 
 
-def decide(new_photos: int, min_new_photos: int, run_type: str) -> NewPhotosDecision:
-    """Go on when the run is manual or has at least ``min_new_photos`` new photos."""
-    if new_photos < 0 or min_new_photos < 0:
+def decide(
+    new_photos: int, min_new_photos: int, run_type: str, prepared: int | None = None
+) -> NewPhotosDecision:
+    """Go on when the run is manual or at least ``min_new_photos`` photos wait for a label.
+
+    ``new_photos`` is the waiting count (:func:`waiting_photos`); ``prepared``, when given, how many
+    of them this run prepared (the rest came from runs that stopped short), for the reason.
+    """
+    if new_photos < 0 or min_new_photos < 0 or (prepared is not None and prepared < 0):
         raise ValueError("photo counts cannot be negative")
+    counted = f"{new_photos} new photo(s) waiting for labels"
+    if prepared is not None:
+        counted += f" ({prepared} prepared by this run)"
     kind = str(run_type or "").lower().rsplit(".", 1)[-1]
     if kind not in GATED_RUN_TYPES:
-        reason = f"{new_photos} new photo(s); a {kind or 'manual'} run goes ahead whatever their number"
-        return NewPhotosDecision(True, new_photos, min_new_photos, reason)
+        reason = f"{counted}; a {kind or 'manual'} run goes ahead whatever their number"
+        return NewPhotosDecision(True, new_photos, min_new_photos, reason, prepared)
     if new_photos >= min_new_photos:
-        reason = f"{new_photos} new photo(s), at least min_new_photos={min_new_photos}"
-        return NewPhotosDecision(True, new_photos, min_new_photos, reason)
+        reason = f"{counted}, at least min_new_photos={min_new_photos}"
+        return NewPhotosDecision(True, new_photos, min_new_photos, reason, prepared)
     reason = (
-        f"only {new_photos} new photo(s), fewer than min_new_photos={min_new_photos}: kept the current "
-        "model (the photos are prepared and in S3; the next run that goes on labels and trains on them)"
+        f"only {counted}, fewer than min_new_photos={min_new_photos}: kept the current model (the "
+        "photos are prepared and in S3; they count towards the next run, which labels and trains "
+        "on them once enough are waiting)"
     )
-    return NewPhotosDecision(False, new_photos, min_new_photos, reason)
+    return NewPhotosDecision(False, new_photos, min_new_photos, reason, prepared)

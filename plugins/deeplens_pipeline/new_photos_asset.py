@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from deeplens_pipeline.airflow_compat import AIRFLOW_3, AIRFLOW_VERSION
-from deeplens_pipeline.new_photos import ASSET_NAME, PHOTO_EVENT_PATH
+from deeplens_pipeline.new_photos import ASSET_NAME, PHOTO_EVENT_PATH, queue_region
 
 SQS_TRIGGER = "airflow.providers.amazon.aws.triggers.sqs.SqsSensorTrigger"
 """What ``MessageQueueTrigger(scheme="sqs", ...)`` resolves to (Amazon provider's queue provider)."""
@@ -87,7 +87,8 @@ def dag_schedule(cron: str | None, queue_url: str | None, aws_conn_id: str | Non
     queue_url = (queue_url or "").strip() or None
     if not queue_url or not WATCHES:
         return cron
-    asset = new_photos_asset(queue_url, aws_conn_id)
+    # The queue's own region (from its URL): the watcher reads it whatever the connection's region.
+    asset = new_photos_asset(queue_url, aws_conn_id, queue_region(queue_url))
     if cron is None:
         return asset
     try:

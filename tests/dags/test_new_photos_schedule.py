@@ -36,6 +36,9 @@ def test_the_schedule_is_the_asset_or_the_cron_or_both():
     assert dag_schedule("0 3 * * *", "", "c") == "0 3 * * *"
     asset = dag_schedule(None, QUEUE, "c")
     assert asset.name == "deeplens_new_photos" and asset.watchers[0].trigger.kwargs["sqs_queue"] == QUEUE
+    assert asset.watchers[0].trigger.kwargs["region_name"] == "us-east-1"  # the queue's, not the connection's
+    emulated = dag_schedule(None, "http://127.0.0.1:5000/123456789012/deeplens-new-photos", "c")
+    assert emulated.watchers[0].trigger.kwargs["region_name"] is None  # not AWS: the connection's region
     both = dag_schedule("0 3 * * *", QUEUE, "c")
     assert type(both).__name__ == "AssetOrTimeSchedule"
 

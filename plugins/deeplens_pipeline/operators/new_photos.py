@@ -5,16 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from deeplens_pipeline.airflow_compat import BaseBranchOperator, BaseOperator
-from deeplens_pipeline.new_photos import decide
-from deeplens_pipeline.operators.base import ParamsSerializedOnce
+from deeplens_pipeline.new_photos import decide, waiting_photos
+from deeplens_pipeline.operators.base import ParamsSerializedOnce, PipelineOperator, run_config
+from deeplens_pipeline.operators.labeling import read_labels
 
 
-class EnoughNewPhotosOperator(ParamsSerializedOnce, BaseBranchOperator):
-    """Follow ``go_on_task_id`` when the run has at least ``params.min_new_photos`` new photos (or
-    was started by hand), else ``stop_task_id`` (:class:`KeepCurrentModelOperator`).
+class EnoughNewPhotosOperator(PipelineOperator, BaseBranchOperator):
+    """Follow ``go_on_task_id`` when at least ``params.min_new_photos`` new photos wait for labels
+    (or the run was started by hand), else ``stop_task_id`` (:class:`KeepCurrentModelOperator`).
 
-    The decision (``go_on``, ``new_photos``, ``min_new_photos``, ``reason``) is logged and pushed
-    as the XCom ``decision`` for the summary.
+    The waiting photos are the images stage's usable images that ``manifests/labels.manifest``
+    has no label for (on today's pixels): this run's new photos and those prepared by earlier runs
+    that stopped here. The decision (``go_on``, ``new_photos``, ``prepared_by_this_run``,
+    ``min_new_photos``, ``reason``) is logged and pushed as the XCom ``decision`` for the summary.
     """
 
     template_fields = ("images",)
@@ -26,12 +29,14 @@ class EnoughNewPhotosOperator(ParamsSerializedOnce, BaseBranchOperator):
         self.stop_task_id = stop_task_id
 
     def choose_branch(self, context: Any) -> str:
+        config = run_config(context)
         images = self.images or {}
         dag_run = context.get("dag_run")
         run_type = str(getattr(dag_run, "run_type", "") or "manual")
-        decision = decide(
-            int(images.get("processed") or 0), int(context["params"]["min_new_photos"]), run_type
-        )
+        layout = self.layout(config)
+        labels = read_labels(self.s3(config), layout, layout.labels_key, config)
+        waiting = waiting_photos(images.get("images") or [], labels, layout.uri)
+        decision = decide(waiting, int(config["min_new_photos"]), run_type, int(images.get("processed") or 0))
         self.log.info("%s", decision.reason)
         context["ti"].xcom_push(key="decision", value=decision.as_dict())
         return self.go_on_task_id if decision.go_on else self.stop_task_id
