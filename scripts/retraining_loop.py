@@ -1,7 +1,8 @@
 """The retraining loop, end to end, under a local Airflow's own scheduler and triggerer, on the emulator.
 
     .venv/bin/python scripts/retraining_loop.py [--candidate better|worse] [--photos 40]
-        [--labeling label-studio|ground-truth] [--work-dir .retraining-loop] [--json FILE]
+        [--labeling label-studio|ground-truth] [--require-approval] [--work-dir .retraining-loop]
+        [--json FILE]
 
 What a team that already runs a model sees when new photos land:
 
@@ -17,6 +18,8 @@ What a team that already runs a model sees when new photos land:
    trained (``better``: warm-started from version 1 for a few epochs; ``worse``: no warm start, an
    untrained network), both models are scored on the fixed holdout by batch transform jobs,
    the gate decides, the device gets the new model only if it passed, and the report is written.
+   With ``--require-approval``, ``approve_model`` waits in the triggerer until the script, once it
+   sees the task deferred, approves the version as a person would with the CLI.
 4. The JSON records the tasks' states, the summary, the registry's versions, the device's
    deployments before and after, the report's files and the loop's wall time.
 """
@@ -125,6 +128,37 @@ def registry_versions(endpoint_url: str, group: str) -> list[dict[str, Any]]:
     return sorted(versions, key=lambda v: v["version"])
 
 
+class PersonApproving:
+    """With ``require_approval``: once ``approve_model`` waits in the triggerer, approve the pending
+    version as a person would with the CLI (``aws sagemaker update-model-package``)."""
+
+    def __init__(self, endpoint_url: str, group: str) -> None:
+        self.endpoint_url = endpoint_url
+        self.group = group
+        self.approved: dict[str, Any] = {}
+        self.seen_waiting = False
+
+    def __call__(self, tasks: dict[str, dict[str, Any]]) -> None:
+        if tasks.get("approve_model", {}).get("state") != "deferred" or self.approved:
+            return
+        import boto3
+
+        self.seen_waiting = True
+        sagemaker = boto3.client("sagemaker", endpoint_url=self.endpoint_url, region_name=la.REGION)
+        pending = sagemaker.list_model_packages(
+            ModelPackageGroupName=self.group, ModelApprovalStatus="PendingManualApproval"
+        )["ModelPackageSummaryList"]
+        if len(pending) != 1:
+            raise la.AirflowStackError(f"approve_model waits, but {len(pending)} versions are pending")
+        arn = pending[0]["ModelPackageArn"]
+        time.sleep(5)  # a person reads the report first; the trigger polls meanwhile
+        sagemaker.update_model_package(
+            ModelPackageArn=arn, ModelApprovalStatus="Approved", ApprovalDescription="checked the report"
+        )
+        self.approved = {"arn": arn, "at": time.monotonic()}
+        print(f"Approved {arn} as a person would (update-model-package)", flush=True)
+
+
 def device_deployments(endpoint_url: str, thing_name: str) -> list[dict[str, Any]]:
     """The Greengrass V2 deployments that target the device, with their component versions."""
     import boto3
@@ -201,6 +235,7 @@ def loop(args: argparse.Namespace) -> int:
             "lr_scheduler_step": "",
             **CANDIDATES[args.candidate],
             **GATE,
+            "require_approval": args.require_approval,
         }
         connections = {la.CONN_ID: la.aws_connection(url)}
         if args.labeling == "label-studio":
@@ -216,8 +251,13 @@ def loop(args: argparse.Namespace) -> int:
         la.upload_photos(url, account.bucket, photos)
         print(f"Uploaded {len(photos)} new photos to {source}; waiting for a run to start by itself")
         run = stack.wait_for("a run started by new photos", lambda: stack.new_run(known), args.timeout)
-        record = la.follow_run(stack, run["dag_run_id"], args.timeout)
+        person = PersonApproving(url, seeded["group"]) if args.require_approval else None
+        record = la.follow_run(stack, run["dag_run_id"], args.timeout, person)
         result["loop_seconds"] = round(time.monotonic() - loop_started, 1)
+        if person is not None:
+            approved = person.approved.get("arn")
+            result["person_approved"] = {"seen_waiting": person.seen_waiting, "arn": approved}
+            result["approval"] = stack.xcom(run["dag_run_id"], "approve_model", key="approval")
         result["run"] = record
         result["gate"] = stack.xcom(run["dag_run_id"], "gate", key="decision")
         result["registry"] = registry_versions(url, seeded["group"])
@@ -249,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidate", choices=sorted(CANDIDATES), default="better")
     parser.add_argument("--photos", type=int, default=40, help="new photos uploaded at once")
     parser.add_argument("--labeling", choices=["label-studio", "ground-truth"], default="label-studio")
+    parser.add_argument(
+        "--require-approval",
+        action="store_true",
+        help="the run waits for a person's approval; the script approves once approve_model waits",
+    )
     parser.add_argument("--work-dir", type=Path, default=ROOT / ".retraining-loop")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds for each wait")
     parser.add_argument("--json", type=Path, help="also write the outcome as JSON here")

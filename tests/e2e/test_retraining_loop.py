@@ -4,7 +4,8 @@
 registry, Approved; 40 new photos are uploaded to the notified prefix and nobody triggers anything.
 
 - ``better``: the run labels them in Label Studio with version 1's boxes pre-drawn, warm-starts from
-  version 1, scores both models on the holdout, passes the gate, approves version 2 and deploys it.
+  version 1, scores both models on the holdout, passes the gate, waits in the triggerer
+  (``require_approval``) until a person approves version 2, and deploys it.
 - ``worse``: no warm start, an untrained network (the emulator's ``fast`` training): the gate keeps
   version 1, version 2 is Rejected with the reason, and the device gets no deployment.
 """
@@ -20,12 +21,12 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "retraining_loop.py"
 
 
-def run_loop(tmp_path: Path, candidate: str, labeling: str) -> dict:
+def run_loop(tmp_path: Path, candidate: str, labeling: str, *extra: str) -> dict:
     out = tmp_path / "result.json"
     command = [
         sys.executable,
         str(SCRIPT),
-        *("--candidate", candidate, "--labeling", labeling, "--photos", "40"),
+        *("--candidate", candidate, "--labeling", labeling, "--photos", "40", *extra),
         *("--work-dir", str(tmp_path / "loop"), "--json", str(out)),
     ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=2400, cwd=ROOT)
@@ -60,11 +61,16 @@ def check_common(result: dict) -> dict:
 
 @pytest.mark.e2e
 def test_new_photos_retrain_and_the_device_gets_the_better_model(tmp_path):
-    result = run_loop(tmp_path, "better", "label-studio")
+    result = run_loop(tmp_path, "better", "label-studio", "--require-approval")
     summary = check_common(result)
     tasks = result["run"]["tasks"]
     assert result["gate"]["deploy"] is True, result["gate"]
     assert tasks["approve_model"] == "success" and tasks["reject_model"] == "skipped", tasks
+    # require_approval: the task waited in the triggerer until a person approved the version.
+    assert result["person_approved"]["seen_waiting"] and result["person_approved"]["arn"], result
+    approval = result["approval"]
+    assert approval["run_version_arn"] == result["person_approved"]["arn"], approval
+    assert approval["approval_description"] == "checked the report" and approval["approved_by"], approval
     assert tasks["deploy_to_device"] == "success", tasks
     assert summary["warm_start"].startswith("from registry version 1"), summary["warm_start"]
     assert "kept" in (summary["prelabel_boxes"] or ""), summary  # annotators corrected version 1's boxes
