@@ -29,6 +29,8 @@ class BucketLayout:
     labels_history_key = "manifests/labels-history.manifest"
     holdout_key = "manifests/holdout.list"
     """The fixed holdout's members (see ``manifest_split``): it only grows."""
+    sent_for_labelling_key = "manifests/sent-for-labelling.list"
+    """Photos (source SHA-256) a run has had labelled: they no longer count as new (``new_photos``)."""
     label_config_key = "labeling/label-categories.json"
     ui_template_key = "labeling/bounding-box.liquid.html"
 

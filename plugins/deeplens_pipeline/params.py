@@ -379,9 +379,9 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         1,
         "Images",
         "Fewest new photos worth a run",
-        "A run started by new photos (or by the schedule) with fewer photos waiting for labels than "
-        "this ends after preparing them, keeping the current model; they count again towards the "
-        "next run. A manual run always goes on.",
+        "A run started by new photos (or by the schedule) with fewer new photos than this (photos no "
+        "run has had labelled yet, its own and earlier runs') ends after preparing them, keeping the "
+        "current model; they count again towards the next run. A manual run always goes on.",
         type="integer",
         minimum=0,
         maximum=100000,

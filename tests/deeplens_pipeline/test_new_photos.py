@@ -3,7 +3,15 @@
 import pytest
 
 from deeplens_pipeline.groundtruth import LabelledImage
-from deeplens_pipeline.new_photos import decide, queue_region, waiting_photos
+from deeplens_pipeline.new_photos import (
+    decide,
+    label_refs,
+    photo_mark,
+    queue_region,
+    read_marks,
+    waiting_photos,
+    write_marks,
+)
 
 BOX = [{"class_id": 0, "left": 1, "top": 1, "width": 5, "height": 5}]
 
@@ -44,7 +52,7 @@ def test_labels_older_than_digests_and_images_without_one_match_by_name():
 def test_the_reason_says_how_many_this_run_prepared():
     stopped = decide(5, 8, "asset_triggered", prepared=5)
     assert not stopped.go_on
-    assert "5 new photo(s) waiting for labels (5 prepared by this run)" in stopped.reason
+    assert "5 new photo(s) not yet labelled (5 prepared by this run)" in stopped.reason
     assert "fewer than min_new_photos=8" in stopped.reason
     went_on = decide(10, 8, "asset_triggered", prepared=5)
     assert went_on.go_on and went_on.as_dict()["prepared_by_this_run"] == 5
@@ -67,3 +75,29 @@ def test_the_reason_says_how_many_this_run_prepared():
 )
 def test_the_queue_url_names_its_region(url, region):
     assert queue_region(url) == region
+
+
+def test_photos_sent_for_labelling_no_longer_wait_by_digest_so_a_moved_one_neither():
+    images = [image(n) for n in range(4)]
+    sent = read_marks(write_marks([photo_mark(i, uri) for i in images[:3]]))
+    assert waiting_photos(images, [], uri, sent) == 1
+    moved = [{"key": "input/elsewhere.jpg", "sha256": f"{0:064x}"}]
+    assert waiting_photos(moved, [], uri, sent) == 0
+    replaced = [image(0, "e" * 64)]
+    assert waiting_photos(replaced, [], uri, sent) == 1
+    no_digest = [image(9, "")]
+    assert waiting_photos(no_digest, [], uri, {uri("input/009.jpg")}) == 0
+
+
+def test_the_count_reads_only_each_labels_image_and_digest():
+    lines = [
+        '{"source-ref": "s3://b/input/000.jpg", "deeplens-source-sha256": "ab"}',
+        "not json",
+        '{"no-source": 1}',
+        '{"source-ref": "s3://b/input/001.jpg", "bounding-box": {"annotations": [{"class_id": 99}]}}',
+    ]
+    refs = label_refs(lines)
+    assert [(r.source_ref, r.digest) for r in refs] == [
+        ("s3://b/input/000.jpg", "ab"),
+        ("s3://b/input/001.jpg", None),
+    ]

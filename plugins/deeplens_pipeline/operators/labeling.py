@@ -157,6 +157,24 @@ class LabelImagesOperator(PipelineOperator):
         )
         return todo
 
+    def _record_sent(self, s3: S3Hook, layout: BucketLayout) -> None:
+        """Add this run's images to ``manifests/sent-for-labelling.list``: labelled or left out,
+        they no longer count as new photos towards ``min_new_photos`` (see ``new_photos``)."""
+        from deeplens_pipeline import new_photos
+
+        if not isinstance(self.images, dict) or not isinstance(self.images.get("images"), list):
+            return
+        key = layout.sent_for_labelling_key
+        known = (
+            new_photos.read_marks(s3.read_key(key, layout.bucket))
+            if s3.check_for_key(key, layout.bucket)
+            else set()
+        )
+        marks = {new_photos.photo_mark(image, layout.uri) for image in self.images["images"]}
+        if not marks <= known:
+            s3.load_string(new_photos.write_marks(known | marks), key, layout.bucket, replace=True)
+            self.log.info("%d photo(s) recorded in %s", len(marks - known), layout.uri(key))
+
     def _digests(self, layout: BucketLayout) -> dict[str, str] | None:
         """Image URI → SHA-256 of its source photo, from the images stage (None when not given)."""
         if not isinstance(self.images, dict) or not isinstance(self.images.get("images"), list):
@@ -227,6 +245,7 @@ class LabelImagesOperator(PipelineOperator):
         s3, layout = self.s3(config), self.layout(config)
         if labels is None:
             labels = read_labels(s3, layout, layout.labels_key, config)
+        self._record_sent(s3, layout)
         total = gt.summarise(labels, config["classes"]).as_dict()
         if work_summary is not None:
             self.log.info("%s %s: %s", backend.name, backend.work_name, work_summary)

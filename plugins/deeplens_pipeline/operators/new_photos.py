@@ -5,19 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from deeplens_pipeline.airflow_compat import BaseBranchOperator, BaseOperator
-from deeplens_pipeline.new_photos import decide, waiting_photos
+from deeplens_pipeline.new_photos import decide, label_refs, read_marks, waiting_photos
 from deeplens_pipeline.operators.base import ParamsSerializedOnce, PipelineOperator, run_config
-from deeplens_pipeline.operators.labeling import read_labels
 
 
 class EnoughNewPhotosOperator(PipelineOperator, BaseBranchOperator):
-    """Follow ``go_on_task_id`` when at least ``params.min_new_photos`` new photos wait for labels
-    (or the run was started by hand), else ``stop_task_id`` (:class:`KeepCurrentModelOperator`).
+    """Follow ``go_on_task_id`` when at least ``params.min_new_photos`` new photos are not yet
+    labelled (or the run was started by hand), else ``stop_task_id`` (:class:`KeepCurrentModelOperator`).
 
-    The waiting photos are the images stage's usable images that ``manifests/labels.manifest``
-    has no label for (on today's pixels): this run's new photos and those prepared by earlier runs
-    that stopped here. The decision (``go_on``, ``new_photos``, ``prepared_by_this_run``,
-    ``min_new_photos``, ``reason``) is logged and pushed as the XCom ``decision`` for the summary.
+    New photos: the images stage's usable images that no run has had labelled
+    (``manifests/sent-for-labelling.list``) and that have no label on today's pixels in
+    ``manifests/labels.manifest``: this run's and those prepared by earlier runs that stopped here.
+    The decision (``go_on``, ``new_photos``, ``prepared_by_this_run``, ``min_new_photos``,
+    ``reason``) is logged and pushed as the XCom ``decision`` for the summary.
     """
 
     template_fields = ("images",)
@@ -33,13 +33,19 @@ class EnoughNewPhotosOperator(PipelineOperator, BaseBranchOperator):
         images = self.images or {}
         dag_run = context.get("dag_run")
         run_type = str(getattr(dag_run, "run_type", "") or "manual")
-        layout = self.layout(config)
-        labels = read_labels(self.s3(config), layout, layout.labels_key, config)
-        waiting = waiting_photos(images.get("images") or [], labels, layout.uri)
+        layout, s3 = self.layout(config), self.s3(config)
+        labels = label_refs(read_or_empty(s3, layout.bucket, layout.labels_key).splitlines())
+        sent = read_marks(read_or_empty(s3, layout.bucket, layout.sent_for_labelling_key))
+        waiting = waiting_photos(images.get("images") or [], labels, layout.uri, sent)
         decision = decide(waiting, int(config["min_new_photos"]), run_type, int(images.get("processed") or 0))
         self.log.info("%s", decision.reason)
         context["ti"].xcom_push(key="decision", value=decision.as_dict())
         return self.go_on_task_id if decision.go_on else self.stop_task_id
+
+
+def read_or_empty(s3: Any, bucket: str, key: str) -> str:
+    """The object's text, or "" when it does not exist yet."""
+    return s3.read_key(key, bucket) if s3.check_for_key(key, bucket) else ""
 
 
 class KeepCurrentModelOperator(ParamsSerializedOnce, BaseOperator):

@@ -264,6 +264,8 @@ class ApproveModelOperator(PipelineOperator):
         if status != registry.PENDING:
             return self._decided(context, client, description)
         deadline = approval_deadline(description)
+        if not isinstance(description.get("CreationTime"), datetime):
+            self.log.warning("%s has no CreationTime: the wait counts from now", arn)
         if datetime.now(UTC) >= deadline:
             self._no_decision(arn, deadline)
         self.log.info(
@@ -298,7 +300,8 @@ class ApproveModelOperator(PipelineOperator):
             f"nobody approved or rejected {arn} by {deadline.isoformat(timespec='seconds')} "
             f"({APPROVAL_TIMEOUT.days} days after it was registered): the device keeps its current model. "
             "To deploy this version, approve it (aws sagemaker update-model-package --model-package-arn "
-            f"{arn} --model-approval-status Approved) and clear approve_model; a retry would only wait again"
+            f"{arn} --model-approval-status Approved) and clear approve_model with its downstream tasks; "
+            "a retry would only wait again"
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:

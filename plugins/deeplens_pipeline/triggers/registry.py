@@ -62,6 +62,16 @@ class ModelApprovalTrigger(BaseTrigger):
         async with await self._hook().get_async_conn() as client:
             return await client.describe_model_package(ModelPackageName=self.model_package_arn)
 
+    def _timeout(self, waited: int) -> TriggerEvent:
+        return TriggerEvent(
+            {
+                "status": "timeout",
+                "arn": self.model_package_arn,
+                "approval_description": None,
+                "waited_seconds": waited,
+            }
+        )
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         started = time.monotonic()
         polls = 0
@@ -72,9 +82,16 @@ class ModelApprovalTrigger(BaseTrigger):
                 await asyncio.sleep(self.poll_seconds)
             polls += 1
             waited = int(time.monotonic() - started)
+            past_deadline = self.deadline is not None and time.time() >= self.deadline
             try:
                 description = await self.describe()
             except ClientError as err:
+                if past_deadline:  # the task reads the version again: a decision made in time still counts
+                    self.log.warning(
+                        "DescribeModelPackage %s failed (%s) at the deadline", self.model_package_arn, err
+                    )
+                    yield self._timeout(waited)
+                    return
                 self.log.warning(
                     "DescribeModelPackage %s failed (%s); polling again", self.model_package_arn, err
                 )
@@ -91,16 +108,9 @@ class ModelApprovalTrigger(BaseTrigger):
                     }
                 )
                 return
-            if self.deadline is not None and time.time() >= self.deadline:
+            if past_deadline:
                 self.log.warning("%s is still %s at its deadline", self.model_package_arn, status)
-                yield TriggerEvent(
-                    {
-                        "status": "timeout",
-                        "arn": self.model_package_arn,
-                        "approval_description": None,
-                        "waited_seconds": waited,
-                    }
-                )
+                yield self._timeout(waited)
                 return
             self.log.info(
                 "Still %s after %d s (check %d): approve with `aws sagemaker update-model-package "

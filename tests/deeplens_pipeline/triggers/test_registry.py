@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -39,3 +40,21 @@ def test_a_version_it_cannot_read_is_polled_again_not_fired(aws_conn, capsys) ->
         asyncio.run(asyncio.wait_for(first_event(), timeout=8))
     out = capsys.readouterr().out
     assert out.count("polling again") >= 2 and "DescribeModelPackage" in out
+
+
+def test_past_its_deadline_an_aws_error_ends_the_wait_instead_of_polling_on(aws_conn, capsys) -> None:
+    """At the deadline the trigger fires ``timeout`` even when it cannot read the version (the task
+    reads it again): it never spins on a failing call."""
+    trigger = ModelApprovalTrigger(
+        ARN, poll_seconds=600, aws_conn_id=aws_conn, region_name="us-east-1", deadline=time.time() - 1
+    )
+
+    async def first_event() -> dict:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    payload = asyncio.run(asyncio.wait_for(first_event(), timeout=20))
+    assert payload["status"] == "timeout" and payload["arn"] == ARN
+    out = capsys.readouterr().out
+    assert out.count("at the deadline") == 1 and "polling again" not in out
