@@ -3,7 +3,6 @@
 import json
 from types import SimpleNamespace
 
-import boto3
 import pytest
 
 from deeplens_pipeline.groundtruth import LabelledImage
@@ -15,15 +14,9 @@ BOX = [{"class_id": 0, "left": 1, "top": 1, "width": 5, "height": 5}]
 
 
 @pytest.fixture
-def s3(emulator, aws_conn, monkeypatch):
+def s3(empty_bucket, aws_conn, monkeypatch):
     monkeypatch.setenv("DEEPLENS_ENVIRONMENT", "split-test")
-    client = boto3.client("s3", endpoint_url=emulator.url, region_name="us-east-1")
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-        for item in page.get("Contents", []):
-            client.delete_object(Bucket=BUCKET, Key=item["Key"])
-    client.delete_bucket(Bucket=BUCKET)
+    return empty_bucket(BUCKET)
 
 
 def _label(s3, n: int) -> None:
