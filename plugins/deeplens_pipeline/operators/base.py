@@ -70,6 +70,11 @@ def xcom_outputs(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
+def read_or_empty(s3: S3Hook, bucket: str, key: str) -> str:
+    """The object's text, or "" when it does not exist yet."""
+    return s3.read_key(key, bucket) if s3.check_for_key(key, bucket) else ""
+
+
 class ParamsSerializedOnce:
     """Mixin for the DAG's operators: Airflow serialises the task's Params once, not three times.
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from deeplens_pipeline import groundtruth as gt
 from deeplens_pipeline.layout import BucketLayout
-from deeplens_pipeline.operators.base import PipelineOperator, run_config, run_scope
+from deeplens_pipeline.operators.base import PipelineOperator, read_or_empty, run_config, run_scope
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -30,9 +30,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 def read_labels(s3: S3Hook, layout: BucketLayout, key: str, config: dict[str, Any]) -> list[gt.LabelledImage]:
     """The labels in the manifest at ``key`` (empty when it does not exist yet)."""
-    if not s3.check_for_key(key, layout.bucket):
-        return []
-    text = s3.read_key(key, layout.bucket)
+    text = read_or_empty(s3, layout.bucket, key)
     return list(
         gt.parse_manifest(
             text.splitlines(), config["label_attribute"], config["classes"], source=layout.uri(key)
@@ -60,7 +58,7 @@ def append_history(
 ) -> None:
     """Add withdrawn labels to ``manifests/labels-history.manifest`` with the reason and the run."""
     key = layout.labels_history_key
-    old = s3.read_key(key, layout.bucket) if s3.check_for_key(key, layout.bucket) else ""
+    old = read_or_empty(s3, layout.bucket, key)
     lines = []
     for label, reason in withdrawn:
         record = json.loads(label.to_line(config["label_attribute"], config["classes"]))
@@ -165,11 +163,7 @@ class LabelImagesOperator(PipelineOperator):
         if not isinstance(self.images, dict) or not isinstance(self.images.get("images"), list):
             return
         key = layout.sent_for_labelling_key
-        known = (
-            new_photos.read_marks(s3.read_key(key, layout.bucket))
-            if s3.check_for_key(key, layout.bucket)
-            else set()
-        )
+        known = new_photos.read_marks(read_or_empty(s3, layout.bucket, key))
         marks = {new_photos.photo_mark(image, layout.uri) for image in self.images["images"]}
         if not marks <= known:
             s3.load_string(new_photos.write_marks(known | marks), key, layout.bucket, replace=True)

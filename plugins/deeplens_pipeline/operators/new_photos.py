@@ -6,7 +6,7 @@ from typing import Any
 
 from deeplens_pipeline.airflow_compat import BaseBranchOperator, BaseOperator
 from deeplens_pipeline.new_photos import decide, label_refs, read_marks, waiting_photos
-from deeplens_pipeline.operators.base import ParamsSerializedOnce, PipelineOperator, run_config
+from deeplens_pipeline.operators.base import ParamsSerializedOnce, PipelineOperator, read_or_empty, run_config
 
 
 class EnoughNewPhotosOperator(PipelineOperator, BaseBranchOperator):
@@ -41,11 +41,6 @@ class EnoughNewPhotosOperator(PipelineOperator, BaseBranchOperator):
         self.log.info("%s", decision.reason)
         context["ti"].xcom_push(key="decision", value=decision.as_dict())
         return self.go_on_task_id if decision.go_on else self.stop_task_id
-
-
-def read_or_empty(s3: Any, bucket: str, key: str) -> str:
-    """The object's text, or "" when it does not exist yet."""
-    return s3.read_key(key, bucket) if s3.check_for_key(key, bucket) else ""
 
 
 class KeepCurrentModelOperator(ParamsSerializedOnce, BaseOperator):
